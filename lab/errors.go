@@ -1,0 +1,40 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/idlegate/idlegate/tun"
+)
+
+// Errors callers branch on with errors.Is. Each message names the fix.
+var (
+	ErrNotRoot   = errors.New("the lab needs root to create network namespaces and TUN devices: run idlegate as root")
+	ErrNoTUN     = tun.ErrNoTUN // the same value, so either package's name matches
+	ErrInUse     = errors.New("the lab is already running: run `idlegate lab down --name NAME` or pick another --name")
+	ErrNoSuchLab = errors.New("no such lab: start one with `idlegate lab up`")
+	ErrBadName   = fmt.Errorf("a lab name is 1 to %d characters of a-z, 0-9 and '-' and starts with a letter or digit: pick another --name", MaxNameLen)
+)
+
+// inUseError is ErrInUse with the lab's name and the live pid in the message.
+type inUseError struct {
+	name string
+	pid  int
+}
+
+func (e *inUseError) Error() string {
+	return fmt.Sprintf("lab %q is already running (pid %d); run `idlegate lab down --name %s` or pick another --name", e.name, e.pid, e.name)
+}
+
+func (e *inUseError) Unwrap() error { return ErrInUse }
+
+var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+
+// CheckName returns an error matching ErrBadName unless name can name a lab.
+func CheckName(name string) error {
+	if len(name) > MaxNameLen || !validName.MatchString(name) {
+		return fmt.Errorf("lab name %q: %w", name, ErrBadName)
+	}
+	return nil
+}

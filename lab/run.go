@@ -1,0 +1,163 @@
+package lab
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// lockRunBase creates runBase if needed and takes an exclusive flock on it,
+// serialising Up and Cleanup across goroutines and processes. The lock is
+// released by the returned function, or by the kernel if the process dies.
+func lockRunBase(runBase string) (unlock func(), err error) {
+	if err := os.MkdirAll(runBase, 0o755); err != nil {
+		return nil, fmt.Errorf("create run base: %w", err)
+	}
+	f, err := os.Open(runBase)
+	if err != nil {
+		return nil, fmt.Errorf("open run base: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock run base %s: %w", runBase, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// WritePID records pid as the process that owns the lab (Up records the
+// calling process). The file is replaced atomically.
+func (l *Lab) WritePID(pid int) error {
+	path := filepath.Join(l.RunDir, PIDFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write pid file: %w", err)
+	}
+	return nil
+}
+
+// ReadPID returns the pid recorded for lab name, live or not. A lab without a
+// pid file is ErrNoSuchLab.
+func ReadPID(name, runBase string) (int, error) {
+	if err := CheckName(name); err != nil {
+		return 0, err
+	}
+	if runBase == "" {
+		runBase = DefaultRunBase
+	}
+	pid, err := readPIDFile(filepath.Join(runBase, name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, fmt.Errorf("lab %q: %w", name, ErrNoSuchLab)
+	}
+	return pid, err
+}
+
+func readPIDFile(runDir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(runDir, PIDFile))
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("pid file %s: want a positive number, have %q", filepath.Join(runDir, PIDFile), b)
+	}
+	return pid, nil
+}
+
+// alive reports whether pid is a running process (a zombie counts as dead).
+func alive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	if err := unix.Kill(pid, 0); err != nil && err != unix.EPERM {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name, which may hold spaces.
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z' && stat[i+2] != 'X'
+	}
+	return true
+}
+
+// Cleanup removes what lab name left behind: both namespaces and the run
+// directory. It does not look at the pid file and does not stop the process
+// that owns the lab; signal ReadPID's process first. If there was nothing to
+// remove it returns an error matching ErrNoSuchLab. An empty runBase means
+// DefaultRunBase.
+func Cleanup(name, runBase string) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	if runBase == "" {
+		runBase = DefaultRunBase
+	}
+	unlock, err := lockRunBase(runBase)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	found, err := cleanupLocked(name, runBase)
+	if err != nil {
+		return fmt.Errorf("clean up lab %q: %w", name, err)
+	}
+	if !found {
+		return fmt.Errorf("lab %q: %w", name, ErrNoSuchLab)
+	}
+	return nil
+}
+
+// cleanupLocked removes lab name's namespaces and run directory and reports
+// whether any of them existed. The caller holds the run base lock.
+func cleanupLocked(name, runBase string) (found bool, err error) {
+	var errs []error
+	for _, ns := range []string{ClientNamespace(name), ServerNamespace(name)} {
+		if namespaceExists(ns) {
+			found = true
+			errs = append(errs, deleteNamespace(ns))
+		}
+	}
+	runDir := filepath.Join(runBase, name)
+	if _, err := os.Lstat(runDir); err == nil {
+		found = true
+		if err := os.RemoveAll(runDir); err != nil {
+			errs = append(errs, fmt.Errorf("remove run directory: %w", err))
+		}
+	}
+	return found, errors.Join(errs...)
+}
+
+// Exists reports whether anything of lab name is present: a namespace or the
+// run directory, live or left over. An empty runBase means DefaultRunBase.
+func Exists(name, runBase string) bool {
+	if CheckName(name) != nil {
+		return false
+	}
+	if runBase == "" {
+		runBase = DefaultRunBase
+	}
+	if namespaceExists(ClientNamespace(name)) || namespaceExists(ServerNamespace(name)) {
+		return true
+	}
+	_, err := os.Lstat(filepath.Join(runBase, name))
+	return err == nil
+}
