@@ -1,0 +1,212 @@
+package packet
+
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// Fields of the packets the builders make.
+const (
+	// BuildTTL is the IPv4 TTL and IPv6 Hop Limit of built packets (Linux
+	// net.ipv4.ip_default_ttl and net.ipv6.conf.all.hop_limit default to 64).
+	BuildTTL = 64
+	// tosInternetControl is IP precedence 6 (INTERNETWORK CONTROL), which
+	// RFC 1812 4.3.2.5 asks for on ICMP errors.
+	tosInternetControl = 0xc0
+
+	// ICMPv4MaxErrorLen bounds an ICMPv4 error and its quote (RFC 1812 4.3.2.3).
+	ICMPv4MaxErrorLen = 576
+	// ICMPv6MaxErrorLen bounds an ICMPv6 error and its quote (RFC 4443 2.4 (c),
+	// the IPv6 minimum MTU).
+	ICMPv6MaxErrorLen = 1280
+
+	// ResetLen4 and ResetLen6 are the lengths of the RSTs the builders make.
+	ResetLen4 = IPv4MinHeaderLen + TCPMinHeaderLen
+	ResetLen6 = IPv6HeaderLen + TCPMinHeaderLen
+)
+
+// BuildReset writes into dst the RST that answers the TCP segment offending,
+// per RFC 9293 3.10.7.1 (RFC 793 "Reset Generation"): from offending's
+// destination to its source, ports swapped; if offending has ACK set, seq =
+// its ack and flags RST, otherwise seq = 0, ack = its seq + payload length
+// (+1 for SYN, +1 for FIN) and flags RST|ACK. Taking seq from the ACK field
+// gives exactly the receiver's RCV.NXT, the only value RFC 5961 3.2 accepts
+// without a challenge ACK. The RST has the IP version of offending, TTL 64
+// and DF, window 0, no options.
+//
+// It returns dst[:ResetLen4] or dst[:ResetLen6] (cap(dst) must allow it, or
+// ErrShortBuffer). It refuses an offending packet that does not decode, is not
+// TCP (ErrNotTCP), is a fragment (ErrFragment: its length is not known), is
+// itself a RST (ErrIsReset), or does not travel between unicast hosts
+// (ErrNotUnicast). dst may share memory with offending.
+func BuildReset(dst []byte, offending []byte) ([]byte, error) {
+	var p Info
+	if err := Decode(offending, &p); err != nil {
+		return nil, err
+	}
+	if p.Proto != ProtoTCP {
+		return nil, ErrNotTCP
+	}
+	if p.Fragment {
+		return nil, ErrFragment
+	}
+	if !p.HasL4 {
+		return nil, ErrNotTCP
+	}
+	if p.TCPFlags&TCPRst != 0 {
+		return nil, ErrIsReset
+	}
+	if !unicast(p.Src, p.Dst) {
+		return nil, ErrNotUnicast
+	}
+	var seq, ack uint32
+	flags := TCPRst
+	if p.TCPFlags&TCPAck != 0 {
+		seq = p.Ack
+	} else {
+		ack = p.Seq + uint32(p.PayloadLen)
+		if p.TCPFlags&TCPSyn != 0 {
+			ack++
+		}
+		if p.TCPFlags&TCPFin != 0 {
+			ack++
+		}
+		flags |= TCPAck
+	}
+	return buildTCP(dst, p.Dst, p.Src, p.DstPort, p.SrcPort, seq, ack, flags)
+}
+
+// BuildRST writes into dst a bare RST from src to dstAP with sequence number
+// seq: flags RST|ACK and acknowledgment number ack if withAck, flags RST and
+// acknowledgment number 0 otherwise. It serves to reset both ends of a tracked
+// flow from recorded sequence numbers. Both addresses must be valid and of
+// one IP version (IPv4-mapped IPv6 addresses count as IPv4), or it returns
+// ErrAddrFamily. It returns dst[:ResetLen4] or dst[:ResetLen6], or
+// ErrShortBuffer if cap(dst) is too small.
+func BuildRST(dst []byte, src, dstAP netip.AddrPort, seq, ack uint32, withAck bool) ([]byte, error) {
+	s, d := src.Addr().Unmap(), dstAP.Addr().Unmap()
+	if !s.IsValid() || !d.IsValid() || s.Is4() != d.Is4() {
+		return nil, ErrAddrFamily
+	}
+	flags := TCPRst
+	if withAck {
+		flags |= TCPAck
+	} else {
+		ack = 0
+	}
+	return buildTCP(dst, s, d, src.Port(), dstAP.Port(), seq, ack, flags)
+}
+
+// buildTCP writes an IP header and a 20-byte TCP header with window 0 and no
+// payload. src and dst are valid and of one version.
+func buildTCP(dst []byte, src, dstA netip.Addr, sport, dport uint16, seq, ack uint32, flags uint8) ([]byte, error) {
+	hl := IPv4MinHeaderLen
+	if !src.Is4() {
+		hl = IPv6HeaderLen
+	}
+	n := hl + TCPMinHeaderLen
+	if cap(dst) < n {
+		return nil, ErrShortBuffer
+	}
+	b := dst[:n]
+	if src.Is4() {
+		putIPv4Header(b, 0, n, ipv4FlagDF, BuildTTL, ProtoTCP, src, dstA)
+	} else {
+		putIPv6Header(b, TCPMinHeaderLen, ProtoTCP, BuildTTL, src, dstA)
+	}
+	t := b[hl:]
+	binary.BigEndian.PutUint16(t[tcpSrcPort:], sport)
+	binary.BigEndian.PutUint16(t[tcpDstPort:], dport)
+	binary.BigEndian.PutUint32(t[tcpSeq:], seq)
+	binary.BigEndian.PutUint32(t[tcpAck:], ack)
+	t[tcpDataOff] = TCPMinHeaderLen / 4 << 4
+	t[tcpFlags] = flags
+	binary.BigEndian.PutUint16(t[tcpWindow:], 0)
+	binary.BigEndian.PutUint16(t[tcpChecksum:], 0)
+	binary.BigEndian.PutUint16(t[tcpUrgent:], 0)
+	binary.BigEndian.PutUint16(t[tcpChecksum:], Checksum(t, PseudoHeaderSum(src, dstA, ProtoTCP, TCPMinHeaderLen)))
+	return b, nil
+}
+
+// BuildUnreachable writes into dst the ICMP error that refuses offending:
+// ICMPv4 destination unreachable, code 13 (communication administratively
+// prohibited, RFC 1812 5.2.7.1), or ICMPv6 destination unreachable, code 1
+// (administratively prohibited, RFC 4443 3.1), from `from` to offending's
+// source, TTL/Hop Limit 64. The quote is offending up to its IP total length,
+// cut so that the error fits in 576 bytes (IPv4, RFC 1812 4.3.2.3), 1280
+// bytes (IPv6, RFC 4443 2.4) and cap(dst); if cap(dst) cannot hold the IP
+// headers and the first 8 bytes of the transport header (RFC 792), or the
+// whole 576 or 1280 bytes when those are more, it returns ErrShortBuffer.
+//
+// Following RFC 1122 3.2.2 and RFC 4443 2.4 (e) it never answers an ICMP
+// error or an ICMP message whose type it cannot read (ErrICMPError), a
+// non-first fragment (ErrFragment), or a packet whose source is unspecified
+// or multicast or whose destination is multicast or the IPv4 limited
+// broadcast (ErrNotUnicast). from must be of offending's IP version
+// (ErrAddrFamily). dst may share memory with offending.
+func BuildUnreachable(dst []byte, offending []byte, from netip.Addr) ([]byte, error) {
+	var p Info
+	if err := Decode(offending, &p); err != nil {
+		return nil, err
+	}
+	if p.FragOffset != 0 {
+		return nil, ErrFragment
+	}
+	switch {
+	case p.Version == 4 && p.Proto == ProtoICMP:
+		// Linux icmp_send also refuses types it does not know (> 18).
+		if !p.HasL4 || icmpv4IsError(p.ICMPType) || p.ICMPType == ICMPv4SourceQuench ||
+			p.ICMPType == ICMPv4Redirect || p.ICMPType > 18 {
+			return nil, ErrICMPError
+		}
+	case p.Version == 6 && p.Proto == ProtoICMPv6:
+		if !p.HasL4 || p.ICMPType < 128 {
+			return nil, ErrICMPError
+		}
+	}
+	if !unicast(p.Src, p.Dst) {
+		return nil, ErrNotUnicast
+	}
+	from = from.Unmap()
+	if !from.IsValid() || from.Is4() != (p.Version == 4) {
+		return nil, ErrAddrFamily
+	}
+
+	hl, limit := IPv4MinHeaderLen, ICMPv4MaxErrorLen
+	if p.Version == 6 {
+		hl, limit = IPv6HeaderLen, ICMPv6MaxErrorLen
+	}
+	hdr := hl + ICMPHeaderLen
+	quote := min(p.TotalLen, limit-hdr, cap(dst)-hdr)
+	if quote < min(p.TotalLen, p.L4Off+8, limit-hdr) {
+		return nil, ErrShortBuffer
+	}
+	n := hdr + quote
+	b := dst[:n]
+	// The quote first: dst may overlap offending, and copy is a memmove.
+	copy(b[hdr:], offending[:quote])
+	m := b[hl:]
+	m[icmpType], m[icmpCode] = ICMPv4Unreachable, ICMPv4CodeAdminProhibited
+	if p.Version == 6 {
+		m[icmpType], m[icmpCode] = ICMPv6Unreachable, ICMPv6CodeAdminProhibited
+	}
+	binary.BigEndian.PutUint16(m[icmpChecksum:], 0)
+	binary.BigEndian.PutUint32(m[icmpID:], 0)
+	if p.Version == 4 {
+		putIPv4Header(b, tosInternetControl, n, 0, BuildTTL, ProtoICMP, from, p.Src)
+		binary.BigEndian.PutUint16(m[icmpChecksum:], Checksum(m, 0))
+	} else {
+		putIPv6Header(b, len(m), ProtoICMPv6, BuildTTL, from, p.Src)
+		binary.BigEndian.PutUint16(m[icmpChecksum:], Checksum(m, PseudoHeaderSum(from, p.Src, ProtoICMPv6, len(m))))
+	}
+	return b, nil
+}
+
+// unicast reports whether a packet from src to dst is between single hosts:
+// src neither unspecified nor multicast nor the IPv4 limited broadcast, dst
+// neither multicast nor the limited broadcast.
+func unicast(src, dst netip.Addr) bool {
+	bcast := netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	return !src.IsUnspecified() && !src.IsMulticast() && src != bcast &&
+		!dst.IsMulticast() && dst != bcast
+}
