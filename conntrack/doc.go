@@ -1,0 +1,113 @@
+// Package conntrack is idlegate's connection table: the state a stateful
+// firewall or NAT keeps per flow, and forgets on purpose when the flow
+// goes idle. It is pure: time is a parameter, nothing runs in the
+// background, nothing touches a file descriptor.
+//
+// # Flows and keys
+//
+// An entry has an original tuple (the packet that created it) and a reply
+// tuple, p.Key.Reply() for a plain flow and the translated tuple under
+// NAT. Track finds the entry of either tuple and reports the packet's Dir.
+// ICMP and ICMPv6 echo keep the echo identifier in both port fields.
+//
+// # States
+//
+// TCP entries follow Linux nf_conntrack's state table
+// (net/netfilter/nf_conntrack_proto_tcp.c, tcp_conntracks): NONE,
+// SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK,
+// TIME_WAIT, CLOSE and SYN_SENT2 for a simultaneous open, with Linux's
+// transitions for SYN, SYN-ACK, FIN, ACK and RST from either side.
+// Segments the table marks invalid return Invalid and change nothing;
+// segments it ignores (a retransmitted SYN-ACK, say) are counted but do
+// not restart the timer, and neither does a retransmitted SYN in SYN_SENT.
+// An entry is assured once the handshake completes (or, for a picked-up
+// flow, once the other side answers). A SYN on a TIME_WAIT or CLOSE entry,
+// from either side, ends it (reason closed) and reports Miss, so that the
+// SYN creates a new entry, as Linux destroys and recreates the conntrack.
+// Per direction the table tracks the highest seq+len sent, the highest ack
+// and the last window, so that:
+//   - an RST is accepted only with seq in [rcv.nxt, rcv.nxt + window] of
+//     its receiver (rcv.nxt = the receiver's last ack; the window is
+//     unscaled, as Packet carries no options, so the range is stretched up
+//     to what the sender has sent); before the receiver has acknowledged
+//     anything, an RST must acknowledge its SYN; with nothing known it is
+//     accepted. Other segments are not window-checked.
+//   - a keepalive probe (ACK only, 0 or 1 byte, seq = highest seq+len - 1,
+//     everything before it acknowledged) sets Result.Keepalive, and the
+//     bare ACK answering it sets Result.KeepaliveAck;
+//   - the policy can forge an RST a Linux peer accepts: Entry.RcvNxt.
+//
+// Linux's shorter "unacknowledged" and "max_retrans" timeouts and its
+// window checks on data segments are not modelled.
+//
+// UDP, ICMP and other protocols have no TCP state (TCPNone): an entry is
+// unreplied until a packet is seen in the reply direction, then assured.
+//
+// # Timeouts
+//
+// An entry is expired when now >= last refresh + the timeout of its current
+// state; Timeouts gives one per TCP state, UDP unreplied and replied, ICMP
+// and other protocols. DefaultTimeouts are Linux's sysctl defaults, each
+// named in a comment. SetTimeouts applies new values to existing entries
+// at once, from their last refresh.
+//
+// # Refresh
+//
+// The refresh rule (Config.Refresh) decides which packets restart the idle
+// timer and count as activity for LRU eviction: any packet (RefreshAny,
+// Linux and AWS NLB), packets from the inside only (RefreshInside), TCP
+// segments with payload that are not keepalive probes (RefreshData, the
+// AWS ALB), or anything but keepalive probes and their answers
+// (RefreshNoKeepalive). A packet that changes the entry's state (TCP
+// state, or becoming assured) always restarts the timer, under every rule:
+// a new state starts its own timeout from now, as in Linux, so a flow
+// that closes or resets gets its TIME_WAIT or CLOSE time in full.
+//
+// # Expiry contract
+//
+// Expiry is exact at lookup: Track, Create and Lookup treat an expired
+// entry as missing and destroy it on the spot. Sweep, called every 20-50 ms
+// by the live gateway, destroys due entries in bounded batches without a
+// goroutine or timer per flow: a lazy hashed timing wheel of 10 ms ticks
+// where a refresh leaves the entry in its bucket and a visit re-files
+// entries not yet due. Sweep never destroys early and destroys each entry
+// at the first call at or after its deadline, budget permitting.
+// Destruction reasons: closed (TIME_WAIT or CLOSE reaching its timeout, or
+// a new SYN on the tuple: the flow's own teardown), expired (any other idle timeout), evicted
+// (table full), flushed (Flush, a middlebox reboot).
+//
+// # Capacity
+//
+// At most Config.Capacity entries. When full, Create first reclaims an
+// expired entry, then applies Config.OnFull: EvictLRU destroys the least
+// recently active entry, EarlyDrop the least recently active entry that is
+// not assured or is a closing TCP flow (Linux early_drop), DropNew creates
+// nothing. Recency is kept by two hashicorp/golang-lru simplelru lists
+// over slab indices.
+//
+// # Memory
+//
+// Entries live in a pointer-free slab of fixed 128-byte records, found
+// through an open-addressing index of 4-byte slots where one slot serves
+// both directions of a plain flow (a NATed reply tuple takes a second slot
+// and is stored beside the slab). Tracking a packet does not allocate, with
+// one exception: a state change that makes an entry assured or closing
+// moves it between the two simplelru lists, which allocates a list node, as
+// does Create.
+//
+// # Locking
+//
+// A Table is safe for concurrent use. One mutex guards the table; methods
+// named ...Locked expect it held. OnDestroy runs synchronously under it and
+// must not call back into the table (Emit excepted). The subscriber list
+// has its own lock, taken after the table's.
+//
+// # Events
+//
+// Subscribe returns a bounded channel of Event values in conntrack -E
+// vocabulary: NEW, UPDATE (TCP state change or assured), DESTROY (with
+// Reason, and for expiries the idle time and the timeout that fired) and
+// VERDICT, which the policy emits through Emit. A subscriber whose buffer
+// is full loses events (counted per subscription and in Stats); the packet
+// path never blocks and sends without allocating.
+package conntrack

@@ -1,0 +1,648 @@
+package conntrack
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"time"
+)
+
+// Config configures a Table.
+type Config struct {
+	// Capacity is the maximum number of entries, > 0.
+	Capacity int
+	// OnFull chooses what Create does when the table is full.
+	OnFull OnFull
+	// Refresh chooses which packets restart the idle timer.
+	Refresh Refresh
+	// Timeouts are the idle timeouts; every one must be positive.
+	Timeouts Timeouts
+	// OnDestroy, if set, is called for every destroyed entry, synchronously
+	// and with the table lock held: it must not call any Table method
+	// (Emit excepted) and should be quick. e is valid only during the
+	// call; copy what you need.
+	OnDestroy func(e *Entry, reason Reason)
+}
+
+// Packet is what the table needs of one packet; the caller fills it from
+// a decoded header and owns it.
+type Packet struct {
+	Key    Key  // the tuple as on the wire
+	Len    int  // bytes counted
+	Inside bool // arrived from the inside (RefreshInside counts only these)
+	// TCP only.
+	TCPFlags   uint8 // the flags byte: FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10
+	Seq, Ack   uint32
+	Window     uint16 // as on the wire, unscaled
+	PayloadLen int    // bytes of TCP payload (RefreshData counts only segments with payload)
+}
+
+// Ref is a handle on an entry, valid until the entry is destroyed (then Get
+// reports false, even if the slot is reused). The zero Ref is never valid.
+type Ref struct {
+	idx, gen uint32
+}
+
+// IsZero reports whether r is the zero Ref.
+func (r Ref) IsZero() bool { return r.gen == 0 }
+
+// Result is what Track or Create did with one packet.
+type Result struct {
+	Status          Status
+	Ref             Ref // the entry (Hit, Created, Invalid)
+	Dir             Dir
+	OldState, State TCPState
+	Assured         bool
+	// Keepalive: the packet is a TCP keepalive probe: ACK only, 0 or 1 byte
+	// of payload, seq = (highest seq+len sent in its direction) - 1, with
+	// everything before it acknowledged.
+	Keepalive bool
+	// KeepaliveAck: the packet is the bare ACK answering a keepalive probe.
+	KeepaliveAck bool
+	// Refreshed: the packet restarted the idle timer (see Refresh).
+	Refreshed   bool
+	Orig, Reply Key
+}
+
+// Entry is a snapshot of one entry.
+type Entry struct {
+	Orig, Reply Key // Reply differs from Orig.Reply() under NAT
+	Proto       uint8
+	State       TCPState // TCPNone for protocols other than TCP
+	// Assured: both directions seen (TCP: the handshake completed).
+	Assured bool
+	Created time.Time
+	// LastRefresh is when the idle timer last restarted (exact); the entry
+	// expires at LastRefresh + Timeout.
+	LastRefresh time.Time
+	// LastSeen is when the last packet of the entry was counted, whether
+	// or not it restarted the timer; millisecond resolution.
+	LastSeen time.Time
+	// Timeout is the idle timeout of the current state.
+	Timeout time.Duration
+	// Per Dir.
+	Packets, Bytes [2]uint64
+	// TCP, per Dir: NextSeq is the highest seq+len sent (SYN and FIN count
+	// one), LastAck the highest ack sent, Window the window of the last
+	// segment (unscaled); each valid when SeqKnown or AckKnown says so.
+	NextSeq, LastAck [2]uint32
+	Window           [2]uint16
+	SeqKnown         [2]bool
+	AckKnown         [2]bool
+	// OrigInside: the packet that created the entry arrived from the inside
+	// (Packet.Inside), so the original sender lives on the inside.
+	OrigInside bool
+}
+
+// RcvNxt is the sequence number the sender of direction d expects next
+// from its peer (its rcv.nxt): what an RST toward that sender must carry
+// to be accepted by an RFC 5961 stack such as Linux. It is NextSeq of the
+// other direction, else LastAck of d; ok is false if neither is known.
+// Such an RST should ACK NextSeq[d].
+func (e *Entry) RcvNxt(d Dir) (seq uint32, ok bool) {
+	if e.SeqKnown[1-d] {
+		return e.NextSeq[1-d], true
+	}
+	if e.AckKnown[d] {
+		return e.LastAck[d], true
+	}
+	return 0, false
+}
+
+// EntryInfo is an entry as List reports it.
+type EntryInfo struct {
+	Entry
+	// TimeLeft is the time until the entry expires, > 0.
+	TimeLeft time.Duration
+}
+
+// Stats are the table's counters since New.
+type Stats struct {
+	Entries         int                // live and not yet swept entries
+	Created         uint64             // entries created
+	Destroyed       [NumReasons]uint64 // entries destroyed, per Reason
+	Full            uint64             // Create calls refused because the table was full
+	Invalid         uint64             // packets found invalid (Track and Create)
+	Clash           uint64             // Create calls refused because the reply tuple was in use
+	KeepaliveProbes uint64             // TCP keepalive probes seen
+	EventsDropped   uint64             // events lost to full subscriber buffers, all subscribers
+}
+
+// Table is the connection table. All methods are safe for concurrent use.
+//
+// Locking: mu guards everything but the subscriber list, which subMu
+// guards (lock order mu, then subMu). Methods with the Locked suffix
+// expect mu held.
+type Table struct {
+	mu      sync.Mutex
+	cfg     Config
+	started bool      // base is set
+	base    time.Time // the first time the table was given; times are kept as ns since base
+	slab    slab
+	index   index
+	lru     recency
+	wheel   wheel
+	stats   Stats
+	scratch Entry // the snapshot handed to OnDestroy
+
+	subState
+}
+
+// New returns an empty table.
+func New(cfg Config) (*Table, error) {
+	if cfg.Capacity <= 0 || cfg.Capacity > maxRecords {
+		return nil, fmt.Errorf("conntrack: capacity %d out of range: it must be between 1 and %d", cfg.Capacity, maxRecords)
+	}
+	if err := validOnFull(cfg.OnFull); err != nil {
+		return nil, err
+	}
+	if err := validRefresh(cfg.Refresh); err != nil {
+		return nil, err
+	}
+	if err := cfg.Timeouts.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Table{cfg: cfg}
+	t.slab.init()
+	t.index.init()
+	t.lru.init(cfg.Capacity)
+	t.wheel.init()
+	return t, nil
+}
+
+func validOnFull(o OnFull) error {
+	if int(o) >= len(onFullNames) {
+		return fmt.Errorf("conntrack: invalid on-full policy %d", o)
+	}
+	return nil
+}
+
+func validRefresh(r Refresh) error {
+	if int(r) >= len(refreshNames) {
+		return fmt.Errorf("conntrack: invalid refresh rule %d", r)
+	}
+	return nil
+}
+
+// clockLocked converts now to ns since base, fixing base on first use.
+func (t *Table) clockLocked(now time.Time) int64 {
+	if !t.started {
+		t.started = true
+		t.base = now
+	}
+	return int64(now.Sub(t.base))
+}
+
+func (t *Table) timeAt(ns int64) time.Time { return t.base.Add(time.Duration(ns)) }
+
+func (t *Table) ref(i uint32) Ref { return Ref{idx: i, gen: t.slab.at(i).gen} }
+
+func (t *Table) replyKeyLocked(i uint32, r *record) Key {
+	if r.flags&rfNAT != 0 {
+		return *t.slab.natKey(i)
+	}
+	return Key{Src: r.dst, Dst: r.src, SrcPort: r.dport, DstPort: r.sport, Proto: r.proto}
+}
+
+// Track looks up the entry of p's tuple, runs the state machine, counts the
+// packet and restarts the idle timer per the refresh rule. It never creates
+// (Miss when no live entry has the tuple). A SYN on a TIME_WAIT or CLOSE
+// entry opens a new connection: the entry is destroyed (reason closed) and
+// Track returns Miss, so that the caller creates the new one as for any
+// SYN, as Linux does. An entry found expired
+// (now >= last refresh + timeout) counts as missing and is destroyed on the
+// spot, firing OnDestroy and a DESTROY event. A Hit does not allocate.
+func (t *Table) Track(p *Packet, now time.Time) Result {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ns := t.clockLocked(now)
+	i, dir, ok := t.liveLocked(&p.Key, ns)
+	if !ok {
+		return Result{Status: Miss}
+	}
+	return t.trackLocked(i, dir, p, ns)
+}
+
+// liveLocked finds the live entry of tuple k, destroying it if expired.
+func (t *Table) liveLocked(k *Key, ns int64) (uint32, Dir, bool) {
+	i, dir, ok := t.findLocked(k)
+	if !ok {
+		return 0, 0, false
+	}
+	r := t.slab.at(i)
+	if ns >= t.deadlineLocked(r) {
+		t.destroyLocked(i, r, t.expiryReason(r), ns)
+		return 0, 0, false
+	}
+	return i, dir, true
+}
+
+func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64) Result {
+	r := t.slab.at(i)
+	res := Result{Status: Hit, Ref: t.ref(i), Dir: dir, OldState: r.state}
+	oldFlags := r.flags
+	wasDroppable := droppable(r)
+	ignore := false // accepted without restarting the timer
+	if r.proto == ProtoTCP {
+		switch t.tcpLocked(r, dir, p, &res) {
+		case tcpInvalid:
+			t.stats.Invalid++
+			res.Status = Invalid
+			res.State = r.state
+			res.Assured = r.flags&rfAssured != 0
+			res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
+			return res
+		case tcpIgnore:
+			ignore = true
+		case tcpReopen:
+			t.destroyLocked(i, r, ReasonClosed, ns)
+			return Result{Status: Miss}
+		}
+		if res.Keepalive {
+			t.stats.KeepaliveProbes++
+		}
+	} else if dir == Reply {
+		r.flags |= rfAssured
+	}
+
+	r.packets[dir]++
+	if p.Len > 0 {
+		r.bytes[dir] += uint64(p.Len)
+	}
+	changed := r.state != res.OldState || (r.flags^oldFlags)&rfAssured != 0
+	refresh := changed || !ignore && t.refreshesLocked(r.proto, p, &res)
+	if refresh {
+		r.refreshed = ns
+		r.seenMs = 0
+	} else {
+		r.seenMs = sinceMs(ns, r.refreshed)
+	}
+	if d := droppable(r); d != wasDroppable {
+		t.lru.move(i, wasDroppable)
+	} else if refresh {
+		t.lru.touch(i, d)
+	}
+	if changed {
+		t.retimeLocked(i, r)
+		if t.subscribed() {
+			ev := t.eventLocked(EventUpdate, i, r, ns)
+			ev.OldState = res.OldState
+			t.emit(&ev)
+		}
+	}
+	res.State = r.state
+	res.Assured = r.flags&rfAssured != 0
+	res.Refreshed = refresh
+	res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
+	return res
+}
+
+// refreshesLocked applies the refresh rule to a packet that did not change
+// the entry's state.
+func (t *Table) refreshesLocked(proto uint8, p *Packet, res *Result) bool {
+	switch t.cfg.Refresh {
+	case RefreshInside:
+		return p.Inside
+	case RefreshData:
+		return proto != ProtoTCP || p.PayloadLen > 0 && !res.Keepalive
+	case RefreshNoKeepalive:
+		return !res.Keepalive && !res.KeepaliveAck
+	}
+	return true
+}
+
+func sinceMs(ns, from int64) uint32 {
+	d := (ns - from) / int64(time.Millisecond)
+	switch {
+	case d < 0:
+		return 0
+	case d > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(d)
+}
+
+// Create makes an entry for p, whose reply tuple is reply: p.Key.Reply()
+// without NAT, the translated tuple with it. TCP must be a SYN (the entry
+// starts in SYN_SENT) unless pickup is set, when a mid-stream ACK segment
+// also creates an entry, in ESTABLISHED (Linux nf_conntrack_tcp_loose=1);
+// any other TCP segment is Invalid. UDP and ICMP entries start unreplied.
+//
+// When p's tuple already belongs to a live entry, Create tracks p against it
+// like Track (a SYN on a TIME_WAIT or CLOSE entry ends it, reason closed,
+// and creates the new one). When the reply tuple does (either direction of another
+// entry), Create returns Clash. When the table is full, expired entries are
+// reclaimed first, then the OnFull policy decides: EvictLRU destroys the
+// least recently active entry, EarlyDrop the least recently active
+// droppable one (or returns Full), DropNew returns Full.
+func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool) Result {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ns := t.clockLocked(now)
+	if i, dir, ok := t.liveLocked(&p.Key, ns); ok {
+		if res := t.trackLocked(i, dir, p, ns); res.Status != Miss {
+			return res
+		}
+		// A SYN ended a closed entry: go on to create its successor.
+	}
+	// For a plain entry reply is p.Key.Reply(): a NATed entry may own that
+	// tuple exactly, and this entry would answer for it too.
+	nat := reply != p.Key.Reply()
+	if _, _, ok := t.liveLocked(&reply, ns); ok {
+		t.stats.Clash++
+		return Result{Status: Clash}
+	}
+	state := TCPNone
+	if p.Key.Proto == ProtoTCP {
+		switch cls := segmentClass(p.TCPFlags); {
+		case cls == segSYN:
+			state = TCPSynSent
+		case cls == segACK && pickup:
+			state = TCPEstablished
+		default:
+			t.stats.Invalid++
+			return Result{Status: Invalid}
+		}
+	}
+	if t.slab.live >= t.cfg.Capacity && !t.makeRoomLocked(ns) {
+		t.stats.Full++
+		return Result{Status: Full}
+	}
+
+	i := t.slab.alloc()
+	r := t.slab.at(i)
+	k := p.Key
+	r.src, r.dst, r.sport, r.dport, r.proto = k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto
+	r.created, r.refreshed = ns, ns
+	r.state = state
+	if state != TCPNone {
+		t.tcpInitLocked(r, p)
+	}
+	if p.Inside {
+		r.flags2 |= rf2OrigInside
+	}
+	r.packets[Original] = 1
+	if p.Len > 0 {
+		r.bytes[Original] = uint64(p.Len)
+	}
+	if nat {
+		r.flags |= rfNAT
+		*t.slab.setNAT(i) = reply
+	}
+	t.indexInsertLocked(&k, slotValue(i, 0))
+	if nat {
+		t.indexInsertLocked(&reply, slotValue(i, 1))
+	}
+	t.lru.add(i, droppable(r))
+	t.fileLocked(i, r)
+	t.stats.Created++
+	if t.subscribed() {
+		ev := t.eventLocked(EventNew, i, r, ns)
+		t.emit(&ev)
+	}
+	return Result{
+		Status: Created, Ref: t.ref(i), Dir: Original, OldState: TCPNone, State: state,
+		Refreshed: true, Orig: k, Reply: reply,
+	}
+}
+
+// makeRoomLocked frees one slot in a full table: an expired entry if there
+// is one, else a victim of the OnFull policy. It reports false if none.
+func (t *Table) makeRoomLocked(ns int64) bool {
+	if t.sweepLocked(ns, 1) > 0 {
+		return true
+	}
+	var (
+		i  uint32
+		ok bool
+	)
+	switch t.cfg.OnFull {
+	case EvictLRU:
+		i, ok = t.oldestLocked()
+	case EarlyDrop:
+		i, ok = t.lru.oldestDroppable()
+	}
+	if !ok {
+		return false
+	}
+	t.destroyLocked(i, t.slab.at(i), ReasonEvicted, ns)
+	return true
+}
+
+// destroyLocked removes entry i (record r) from every structure, counts it,
+// calls OnDestroy, emits DESTROY and frees the slot.
+func (t *Table) destroyLocked(i uint32, r *record, reason Reason, ns int64) {
+	hook := t.cfg.OnDestroy
+	if hook != nil {
+		t.scratch = t.entryLocked(i, r)
+	}
+	var ev Event
+	sub := t.subscribed()
+	if sub {
+		ev = t.eventLocked(EventDestroy, i, r, ns)
+		ev.Reason = reason
+		ev.Idle = time.Duration(ns - r.refreshed)
+	}
+	k := r.origKey()
+	t.indexRemoveLocked(&k, slotValue(i, 0))
+	if r.flags&rfNAT != 0 {
+		rk := *t.slab.natKey(i)
+		t.indexRemoveLocked(&rk, slotValue(i, 1))
+	}
+	t.lru.remove(i, droppable(r))
+	t.unfileLocked(r)
+	t.slab.release(i)
+	t.stats.Destroyed[reason]++
+	if hook != nil {
+		hook(&t.scratch, reason)
+	}
+	if sub {
+		t.emit(&ev)
+	}
+}
+
+func (t *Table) entryLocked(i uint32, r *record) Entry {
+	e := Entry{
+		Orig:        r.origKey(),
+		Reply:       t.replyKeyLocked(i, r),
+		Proto:       r.proto,
+		State:       r.state,
+		Assured:     r.flags&rfAssured != 0,
+		Created:     t.timeAt(r.created),
+		LastRefresh: t.timeAt(r.refreshed),
+		LastSeen:    t.timeAt(r.refreshed + int64(r.seenMs)*int64(time.Millisecond)),
+		Timeout:     t.timeoutLocked(r),
+		Packets:     r.packets,
+		Bytes:       r.bytes,
+		NextSeq:     r.nextSeq,
+		LastAck:     r.lastAck,
+		Window:      r.window,
+	}
+	e.OrigInside = r.flags2&rf2OrigInside != 0
+	for d := Original; d <= Reply; d++ {
+		e.SeqKnown[d] = r.flags&seqKnownBit(d) != 0
+		e.AckKnown[d] = r.flags&ackKnownBit(d) != 0
+	}
+	return e
+}
+
+func (t *Table) eventLocked(typ EventType, i uint32, r *record, ns int64) Event {
+	return Event{
+		Type:     typ,
+		Time:     t.timeAt(ns),
+		Orig:     r.origKey(),
+		Reply:    t.replyKeyLocked(i, r),
+		Proto:    r.proto,
+		OldState: r.state,
+		State:    r.state,
+		Assured:  r.flags&rfAssured != 0,
+		Timeout:  t.timeoutLocked(r),
+		Packets:  r.packets,
+		Bytes:    r.bytes,
+	}
+}
+
+// Lookup reports whether tuple k (in either direction) belongs to a live
+// entry, for NAT port allocation. An expired entry found is destroyed.
+func (t *Table) Lookup(k Key, now time.Time) (Ref, Dir, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ns := t.clockLocked(now)
+	i, dir, ok := t.liveLocked(&k, ns)
+	if !ok {
+		return Ref{}, 0, false
+	}
+	return t.ref(i), dir, true
+}
+
+// Get returns a snapshot of the entry r refers to, or false if it was
+// destroyed. An entry past its deadline that no lookup or sweep has
+// destroyed yet is still returned.
+func (t *Table) Get(r Ref) (Entry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r.gen&1 == 0 || r.idx >= t.slab.used {
+		return Entry{}, false
+	}
+	rec := t.slab.at(r.idx)
+	if rec.gen != r.gen {
+		return Entry{}, false
+	}
+	return t.entryLocked(r.idx, rec), true
+}
+
+// Sweep destroys up to budget entries whose deadline is at or before now
+// (reason expired, or closed for TIME_WAIT and CLOSE) and returns how many.
+// It never destroys an entry early, and destroys each entry at the first
+// call at or after its deadline, budget permitting (a call that runs out
+// of budget resumes where it stopped): called every 20-50 ms, it reports
+// every expiry within one call interval of its deadline.
+func (t *Table) Sweep(now time.Time, budget int) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.sweepLocked(t.clockLocked(now), budget)
+}
+
+// Flush destroys every entry with reason flushed (a middlebox reboot) and
+// returns how many.
+func (t *Table) Flush(now time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ns := t.clockLocked(now)
+	n := 0
+	for i := uint32(0); i < t.slab.used; i++ {
+		if r := t.slab.at(i); r.live() {
+			t.destroyLocked(i, r, ReasonFlushed, ns)
+			n++
+		}
+	}
+	t.indexResetLocked()
+	return n
+}
+
+// List returns a snapshot of the live entries, in no particular order.
+// Entries past their deadline are left out (and left for Sweep).
+func (t *Table) List(now time.Time) []EntryInfo {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ns := t.clockLocked(now)
+	out := make([]EntryInfo, 0, t.slab.live)
+	for i := uint32(0); i < t.slab.used; i++ {
+		r := t.slab.at(i)
+		if !r.live() {
+			continue
+		}
+		left := t.deadlineLocked(r) - ns
+		if left <= 0 {
+			continue
+		}
+		out = append(out, EntryInfo{Entry: t.entryLocked(i, r), TimeLeft: time.Duration(left)})
+	}
+	return out
+}
+
+// Len is the number of entries held, including expired ones not yet
+// destroyed by a lookup or Sweep.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.slab.live
+}
+
+// Stats returns the counters.
+func (t *Table) Stats() Stats {
+	t.mu.Lock()
+	s := t.stats
+	s.Entries = t.slab.live
+	t.mu.Unlock()
+	s.EventsDropped = t.eventsDropped.Load()
+	return s
+}
+
+// Config returns the current configuration, with the live changes made by
+// SetTimeouts, SetRefresh and SetOnFull.
+func (t *Table) Config() Config {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cfg
+}
+
+// SetTimeouts replaces the timeouts. They apply at once to every entry,
+// from its last refresh: shrinking a timeout can make entries due now,
+// which the next lookup or Sweep destroys.
+func (t *Table) SetTimeouts(to Timeouts) error {
+	if err := to.Validate(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cfg.Timeouts = to
+	for i := uint32(0); i < t.slab.used; i++ {
+		if r := t.slab.at(i); r.live() {
+			t.retimeLocked(i, r)
+		}
+	}
+	return nil
+}
+
+// SetRefresh replaces the refresh rule for the packets that follow.
+func (t *Table) SetRefresh(r Refresh) error {
+	if err := validRefresh(r); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cfg.Refresh = r
+	return nil
+}
+
+// SetOnFull replaces the table-full policy.
+func (t *Table) SetOnFull(o OnFull) error {
+	if err := validOnFull(o); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cfg.OnFull = o
+	return nil
+}
