@@ -1,0 +1,379 @@
+package policy
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/idlegate/idlegate/conntrack"
+)
+
+// Policy is what the gateway does with packets, as plain data. The zero value is not
+// usable; start from Default or Load.
+type Policy struct {
+	// Timeouts are the idle timeouts per protocol and TCP state.
+	Timeouts Timeouts `yaml:"timeouts" json:"timeouts"`
+	// Capacity is the most connections the table holds (Linux nf_conntrack_max).
+	Capacity int `yaml:"capacity" json:"capacity"`
+	// OnFull is what happens to a new connection when the table is full.
+	OnFull OnFull `yaml:"on_full" json:"on_full"`
+	// Refresh says which packets restart a connection's idle timer.
+	Refresh Refresh `yaml:"refresh" json:"refresh"`
+	// Orphan is what a packet of no live connection gets when it may not open one:
+	// a TCP segment other than a SYN, or a UDP datagram toward the inside.
+	Orphan Orphan `yaml:"orphan" json:"orphan"`
+	// ResetOnExpire sends a RST to both ends of an ESTABLISHED TCP connection at the
+	// moment its idle timeout fires (Azure Load Balancer with TCP reset enabled).
+	ResetOnExpire bool `yaml:"reset_on_expire" json:"reset_on_expire"`
+	// MaxConnsPerSource limits live connections opened by one inside address; the
+	// connection over the limit is refused with a RST (ICMP for UDP). 0 means no limit.
+	MaxConnsPerSource int `yaml:"max_conns_per_source" json:"max_conns_per_source"`
+	// NAT is source NAT of the inside network to one outside address.
+	NAT NAT `yaml:"nat" json:"nat"`
+	// VerdictEvents emits one VERDICT event per packet to event subscribers (opt-in:
+	// it is a lot of events).
+	VerdictEvents bool `yaml:"verdict_events" json:"verdict_events"`
+}
+
+// Timeouts are idle timeouts. Defaults are Linux's nf_conntrack sysctls
+// (Documentation/networking/nf_conntrack-sysctl.rst).
+type Timeouts struct {
+	TCP TCPTimeouts `yaml:"tcp" json:"tcp"`
+	// UDP is for a flow seen in one direction only (nf_conntrack_udp_timeout, 30 s).
+	UDP Duration `yaml:"udp" json:"udp"`
+	// UDPStream is for a flow that has seen replies (nf_conntrack_udp_timeout_stream, 120 s).
+	UDPStream Duration `yaml:"udp_stream" json:"udp_stream"`
+	// ICMP is for an echo exchange (nf_conntrack_icmp_timeout, 30 s).
+	ICMP Duration `yaml:"icmp" json:"icmp"`
+	// Generic is for other protocols (nf_conntrack_generic_timeout, 600 s).
+	Generic Duration `yaml:"generic" json:"generic"`
+}
+
+// TCPTimeouts are per TCP state, named as Linux names the states.
+type TCPTimeouts struct {
+	SynSent     Duration `yaml:"syn_sent" json:"syn_sent"`       // nf_conntrack_tcp_timeout_syn_sent 120 s
+	SynRecv     Duration `yaml:"syn_recv" json:"syn_recv"`       // nf_conntrack_tcp_timeout_syn_recv 60 s
+	Established Duration `yaml:"established" json:"established"` // nf_conntrack_tcp_timeout_established 432000 s
+	FinWait     Duration `yaml:"fin_wait" json:"fin_wait"`       // nf_conntrack_tcp_timeout_fin_wait 120 s
+	CloseWait   Duration `yaml:"close_wait" json:"close_wait"`   // nf_conntrack_tcp_timeout_close_wait 60 s
+	LastAck     Duration `yaml:"last_ack" json:"last_ack"`       // nf_conntrack_tcp_timeout_last_ack 30 s
+	TimeWait    Duration `yaml:"time_wait" json:"time_wait"`     // nf_conntrack_tcp_timeout_time_wait 120 s
+	Close       Duration `yaml:"close" json:"close"`             // nf_conntrack_tcp_timeout_close 10 s
+	SynSent2    Duration `yaml:"syn_sent2" json:"syn_sent2"`     // simultaneous open; Linux uses syn_sent's 120 s
+}
+
+// NAT configures source NAT. Mapping and filtering are named as RFC 4787 names them.
+type NAT struct {
+	// Enabled turns NAT on: connections opened from the inside leave with the outside
+	// address and an allocated port; the mapping lives and dies with its connection.
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Outside holds one outside address per IP family (an IPv4 and/or an IPv6 one).
+	Outside []netip.Addr `yaml:"outside" json:"outside"`
+	// Mapping is endpoint-independent (RFC 4787 REQ-1, the default) or
+	// address-and-port-dependent (a symmetric NAT).
+	Mapping Behaviour `yaml:"mapping" json:"mapping"`
+	// Filtering is which outside endpoints may send to a mapping: endpoint-independent,
+	// address-dependent, or address-and-port-dependent (the default, RFC 4787 REQ-8's
+	// most restrictive choice).
+	Filtering Behaviour `yaml:"filtering" json:"filtering"`
+	// Ports is the outside port range, "1024-65535" by default.
+	Ports PortRange `yaml:"ports" json:"ports"`
+}
+
+// Default is Linux's netfilter: its timeouts, a 262144-entry table with early drop,
+// any packet refreshes, orphans dropped silently, no NAT.
+func Default() Policy {
+	return Policy{
+		Timeouts: Timeouts{
+			TCP: TCPTimeouts{
+				SynSent:     Duration(120 * time.Second),
+				SynRecv:     Duration(60 * time.Second),
+				Established: Duration(432000 * time.Second),
+				FinWait:     Duration(120 * time.Second),
+				CloseWait:   Duration(60 * time.Second),
+				LastAck:     Duration(30 * time.Second),
+				TimeWait:    Duration(120 * time.Second),
+				Close:       Duration(10 * time.Second),
+				SynSent2:    Duration(120 * time.Second),
+			},
+			UDP:       Duration(30 * time.Second),
+			UDPStream: Duration(120 * time.Second),
+			ICMP:      Duration(30 * time.Second),
+			Generic:   Duration(600 * time.Second),
+		},
+		Capacity: 262144, // nf_conntrack_max on a machine above 4 GiB of RAM
+		OnFull:   OnFull(conntrack.EarlyDrop),
+		Refresh:  Refresh(conntrack.RefreshAny),
+		Orphan:   OrphanDrop,
+		NAT: NAT{
+			Mapping:   EndpointIndependent,
+			Filtering: AddressAndPortDependent,
+			Ports:     PortRange{Lo: 1024, Hi: 65535},
+		},
+	}
+}
+
+// ConntrackTimeouts converts the policy's timeouts to the table's.
+func (t Timeouts) ConntrackTimeouts() conntrack.Timeouts {
+	var c conntrack.Timeouts
+	c.TCP[conntrack.TCPNone] = time.Duration(t.TCP.SynSent)
+	c.TCP[conntrack.TCPSynSent] = time.Duration(t.TCP.SynSent)
+	c.TCP[conntrack.TCPSynRecv] = time.Duration(t.TCP.SynRecv)
+	c.TCP[conntrack.TCPEstablished] = time.Duration(t.TCP.Established)
+	c.TCP[conntrack.TCPFinWait] = time.Duration(t.TCP.FinWait)
+	c.TCP[conntrack.TCPCloseWait] = time.Duration(t.TCP.CloseWait)
+	c.TCP[conntrack.TCPLastAck] = time.Duration(t.TCP.LastAck)
+	c.TCP[conntrack.TCPTimeWait] = time.Duration(t.TCP.TimeWait)
+	c.TCP[conntrack.TCPClose] = time.Duration(t.TCP.Close)
+	c.TCP[conntrack.TCPSynSent2] = time.Duration(t.TCP.SynSent2)
+	c.UDPUnreplied = time.Duration(t.UDP)
+	c.UDPReplied = time.Duration(t.UDPStream)
+	c.ICMP = time.Duration(t.ICMP)
+	c.Generic = time.Duration(t.Generic)
+	return c
+}
+
+// Duration is a time.Duration written as "350s", "4m", "2h4m" or "5d" in YAML and JSON.
+type Duration time.Duration
+
+// ParseDuration accepts Go durations plus a "d" (24 h) suffix. A bare number is
+// refused: its unit would be a guess.
+func ParseDuration(s string) (Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, fmt.Errorf("empty duration; write one like 350s or 4m")
+	}
+	if _, err := strconv.ParseFloat(s, 64); err == nil {
+		return 0, fmt.Errorf("duration %q has no unit; write %ss", s, s)
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(days, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bad duration %q; write one like 5d, 350s or 4m", s)
+		}
+		return Duration(n * float64(24*time.Hour)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("bad duration %q; write one like 350s, 4m or 2h4m", s)
+	}
+	return Duration(d), nil
+}
+
+func (d Duration) String() string { return formatDuration(time.Duration(d)) }
+
+// formatDuration prints whole seconds without Go's trailing "0m0s" noise.
+func formatDuration(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	if d%time.Second == 0 {
+		return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	}
+	return d.String()
+}
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// Orphan is the verdict for a packet of no live connection that may not open one.
+type Orphan uint8
+
+const (
+	// OrphanDrop drops silently: the sender retransmits into a black hole.
+	OrphanDrop Orphan = iota
+	// OrphanReset answers a TCP segment with a RST and a UDP datagram with ICMP
+	// administratively prohibited.
+	OrphanReset
+	// OrphanICMP answers with ICMP (ICMPv6) administratively prohibited.
+	OrphanICMP
+	// OrphanPickup creates a new entry mid-stream (Linux nf_conntrack_tcp_loose=1).
+	OrphanPickup
+)
+
+var orphanNames = []string{"drop", "reset", "icmp", "pickup"}
+
+func (o Orphan) String() string { return enumName(orphanNames, int(o)) }
+
+func (o Orphan) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+func (o *Orphan) UnmarshalText(b []byte) error {
+	i, err := enumParse("orphan", orphanNames, string(b))
+	*o = Orphan(i)
+	return err
+}
+
+// OnFull wraps conntrack.OnFull with its YAML spelling.
+type OnFull conntrack.OnFull
+
+var onFullNames = []string{"evict-lru", "drop-new", "early-drop"}
+
+func (o OnFull) String() string { return conntrack.OnFull(o).String() }
+
+func (o OnFull) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+func (o *OnFull) UnmarshalText(b []byte) error {
+	v, err := conntrack.ParseOnFull(string(b))
+	if err != nil {
+		return fmt.Errorf("on_full %q is not one of %s", string(b), strings.Join(onFullNames, ", "))
+	}
+	*o = OnFull(v)
+	return nil
+}
+
+// Refresh wraps conntrack.Refresh with its YAML spelling.
+type Refresh conntrack.Refresh
+
+var refreshNames = []string{"any", "inside", "data", "no-keepalive"}
+
+func (r Refresh) String() string { return conntrack.Refresh(r).String() }
+
+func (r Refresh) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+func (r *Refresh) UnmarshalText(b []byte) error {
+	v, err := conntrack.ParseRefresh(string(b))
+	if err != nil {
+		return fmt.Errorf("refresh %q is not one of %s", string(b), strings.Join(refreshNames, ", "))
+	}
+	*r = Refresh(v)
+	return nil
+}
+
+// Behaviour is an RFC 4787 mapping or filtering behaviour.
+type Behaviour uint8
+
+const (
+	EndpointIndependent Behaviour = iota
+	AddressDependent
+	AddressAndPortDependent
+)
+
+var behaviourNames = []string{"endpoint-independent", "address-dependent", "address-and-port-dependent"}
+
+func (b Behaviour) String() string { return enumName(behaviourNames, int(b)) }
+
+func (b Behaviour) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+
+func (b *Behaviour) UnmarshalText(t []byte) error {
+	i, err := enumParse("behaviour", behaviourNames, string(t))
+	*b = Behaviour(i)
+	return err
+}
+
+// PortRange is an inclusive range of outside ports, written "1024-65535".
+type PortRange struct{ Lo, Hi uint16 }
+
+func (r PortRange) String() string { return fmt.Sprintf("%d-%d", r.Lo, r.Hi) }
+
+func (r PortRange) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+func (r *PortRange) UnmarshalText(b []byte) error {
+	lo, hi, ok := strings.Cut(string(b), "-")
+	l, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	h, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 16)
+	if !ok || err1 != nil || err2 != nil || l == 0 || l > h {
+		return fmt.Errorf("port range %q is not like 1024-65535", string(b))
+	}
+	r.Lo, r.Hi = uint16(l), uint16(h)
+	return nil
+}
+
+func enumName(names []string, i int) string {
+	if i >= 0 && i < len(names) {
+		return names[i]
+	}
+	return "unknown(" + strconv.Itoa(i) + ")"
+}
+
+func enumParse(what string, names []string, s string) (int, error) {
+	for i, n := range names {
+		if n == s {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("%s %q is not one of %s", what, s, strings.Join(names, ", "))
+}
+
+// outside returns the outside address of addr's family.
+func (n *NAT) outside(is4 bool) (netip.Addr, bool) {
+	for _, a := range n.Outside {
+		if a.Is4() == is4 {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+// fieldError is a validation failure of one key, located by its dotted path.
+type fieldError struct {
+	path string
+	msg  string
+}
+
+func (e *fieldError) Error() string { return e.path + ": " + e.msg }
+
+// Validate reports the first key whose value is not usable.
+func (p *Policy) Validate() error {
+	ds := []struct {
+		path string
+		d    Duration
+	}{
+		{"timeouts.tcp.syn_sent", p.Timeouts.TCP.SynSent},
+		{"timeouts.tcp.syn_recv", p.Timeouts.TCP.SynRecv},
+		{"timeouts.tcp.established", p.Timeouts.TCP.Established},
+		{"timeouts.tcp.fin_wait", p.Timeouts.TCP.FinWait},
+		{"timeouts.tcp.close_wait", p.Timeouts.TCP.CloseWait},
+		{"timeouts.tcp.last_ack", p.Timeouts.TCP.LastAck},
+		{"timeouts.tcp.time_wait", p.Timeouts.TCP.TimeWait},
+		{"timeouts.tcp.close", p.Timeouts.TCP.Close},
+		{"timeouts.tcp.syn_sent2", p.Timeouts.TCP.SynSent2},
+		{"timeouts.udp", p.Timeouts.UDP},
+		{"timeouts.udp_stream", p.Timeouts.UDPStream},
+		{"timeouts.icmp", p.Timeouts.ICMP},
+		{"timeouts.generic", p.Timeouts.Generic},
+	}
+	for _, d := range ds {
+		if d.d <= 0 {
+			return &fieldError{d.path, fmt.Sprintf("timeout must be positive, got %s", time.Duration(d.d))}
+		}
+	}
+	if p.Capacity <= 0 {
+		return &fieldError{"capacity", fmt.Sprintf("must be at least 1, got %d", p.Capacity)}
+	}
+	if p.MaxConnsPerSource < 0 {
+		return &fieldError{"max_conns_per_source", fmt.Sprintf("must be 0 (no limit) or more, got %d", p.MaxConnsPerSource)}
+	}
+	if p.NAT.Enabled {
+		if len(p.NAT.Outside) == 0 {
+			return &fieldError{"nat.outside", "NAT needs an outside address, e.g. outside: [198.19.0.1, \"fd00:19::1\"]"}
+		}
+		var n4, n6 int
+		for _, a := range p.NAT.Outside {
+			if a.Is4() || a.Is4In6() {
+				n4++
+			} else {
+				n6++
+			}
+		}
+		if n4 > 1 || n6 > 1 {
+			return &fieldError{"nat.outside", "give at most one IPv4 and one IPv6 outside address"}
+		}
+		if p.NAT.Mapping == AddressDependent {
+			return &fieldError{"nat.mapping", "address-dependent mapping is not modelled; use endpoint-independent or address-and-port-dependent"}
+		}
+		if p.NAT.Ports.Lo == 0 || p.NAT.Ports.Lo > p.NAT.Ports.Hi {
+			return &fieldError{"nat.ports", "port range must be like 1024-65535"}
+		}
+	}
+	return nil
+}
