@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/idlegate/idlegate/gateway"
+	"github.com/idlegate/idlegate/policy"
+)
+
+func newCtCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "ct",
+		Short: "Look at and change the gateway's connection table (like conntrack -L/-E/-F)",
+	}
+	c.AddCommand(newCtListCmd(), newCtEventsCmd(), newCtFlushCmd(), newCtStatsCmd())
+	return c
+}
+
+func newCtListCmd() *cobra.Command {
+	var name, out string
+	c := &cobra.Command{
+		Use:     "list",
+		Short:   "List tracked connections: state, seconds left, both tuples, NAT, counters",
+		Example: "  sudo idlegate ct list\n  sudo idlegate ct list --name pool -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cl, err := dialLab(name)
+			if err != nil {
+				return err
+			}
+			var rows []gateway.Conn
+			if err := cl.do("GET", "/v1/conntrack", nil, &rows); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if out == "json" {
+				return writeJSONOut(w, rows)
+			}
+			printConns(w, rows)
+			return nil
+		},
+	}
+	nameFlag(c, &name)
+	outputFlag(c, &out)
+	return c
+}
+
+// printConns prints the table in conntrack -L's spirit, one connection a line.
+func printConns(w io.Writer, rows []gateway.Conn) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROTO\tSTATE\tLEFT\tORIGINAL\tREPLY\tNAT\tPKTS\tBYTES")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%s\t%s\t%s\t%d/%d\t%d/%d\n", r.Proto, r.State, r.TimeoutLeft,
+			tupleString(r.Orig), tupleString(r.Reply), dash(r.NAT), r.Packets[0], r.Packets[1], r.Bytes[0], r.Bytes[1])
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d connections\n", len(rows))
+}
+
+func tupleString(t gateway.Tuple) string {
+	return fmt.Sprintf("%s -> %s", joinHostPort(t.Src, t.SrcPort), joinHostPort(t.Dst, t.DstPort))
+}
+
+func joinHostPort(a string, p uint16) string {
+	if strings.Contains(a, ":") {
+		return fmt.Sprintf("[%s]:%d", a, p)
+	}
+	return fmt.Sprintf("%s:%d", a, p)
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func writeJSONOut(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newCtEventsCmd() *cobra.Command {
+	var name, out string
+	var verdicts bool
+	c := &cobra.Command{
+		Use:   "events",
+		Short: "Follow connection events (NEW, UPDATE, DESTROY with reason) until Ctrl-C",
+		Example: `  sudo idlegate ct events
+  sudo idlegate ct events --verdicts -o json | jq .`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cl, err := dialLab(name)
+			if err != nil {
+				return err
+			}
+			path := "/v1/events"
+			if verdicts {
+				path += "?verdicts=1"
+			}
+			body, err := cl.stream(path)
+			if err != nil {
+				return err
+			}
+			defer body.Close()
+			sig := make(chan os.Signal, 1)
+			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+			go func() { <-sig; body.Close() }()
+			w := cmd.OutOrStdout()
+			sc := bufio.NewScanner(body)
+			for sc.Scan() {
+				if out == "json" {
+					fmt.Fprintln(w, sc.Text())
+					continue
+				}
+				var ev gateway.EventJSON
+				if json.Unmarshal(sc.Bytes(), &ev) == nil {
+					fmt.Fprintln(w, FormatEvent(ev))
+				}
+			}
+			return nil
+		},
+	}
+	nameFlag(c, &name)
+	outputFlag(c, &out)
+	c.Flags().BoolVar(&verdicts, "verdicts", false, "also show one VERDICT event per packet")
+	return c
+}
+
+// FormatEvent prints one event the way conntrack -E does, plus idlegate's reasons.
+func FormatEvent(ev gateway.EventJSON) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%8.3fs %-9s", ev.T, "["+ev.Type+"]")
+	if ev.Proto != "" {
+		fmt.Fprintf(&b, " %-4s", ev.Proto)
+	}
+	if ev.State != "" {
+		if ev.OldState != "" && ev.OldState != ev.State && ev.Type == "UPDATE" {
+			fmt.Fprintf(&b, " %s->%s", ev.OldState, ev.State)
+		} else {
+			fmt.Fprintf(&b, " %s", ev.State)
+		}
+	}
+	if ev.Orig != "" {
+		fmt.Fprintf(&b, " %s", stripProto(ev.Orig))
+	}
+	if ev.Reason != "" {
+		fmt.Fprintf(&b, " reason=%s", ev.Reason)
+		if ev.Reason == "expired" {
+			fmt.Fprintf(&b, " idle=%.1fs timeout=%.1fs", ev.Idle, ev.Timeout)
+		}
+	}
+	if ev.Verdict != "" {
+		fmt.Fprintf(&b, " verdict=%s (%s)", ev.Verdict, ev.Detail)
+	}
+	return b.String()
+}
+
+func stripProto(s string) string {
+	if i := strings.IndexByte(s, ' '); i > 0 && i < 7 {
+		return s[i+1:]
+	}
+	return s
+}
+
+func newCtFlushCmd() *cobra.Command {
+	var name, out string
+	c := &cobra.Command{
+		Use:     "flush",
+		Short:   "Forget every connection and NAT mapping, as a middlebox reboot does",
+		Example: "  sudo idlegate ct flush",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cl, err := dialLab(name)
+			if err != nil {
+				return err
+			}
+			var res map[string]int
+			if err := cl.do("POST", "/v1/flush", struct{}{}, &res); err != nil {
+				return err
+			}
+			if out == "json" {
+				return writeJSONOut(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "flushed %d connections\n", res["flushed"])
+			return nil
+		},
+	}
+	nameFlag(c, &name)
+	outputFlag(c, &out)
+	return c
+}
+
+func newCtStatsCmd() *cobra.Command {
+	var name, out string
+	c := &cobra.Command{
+		Use:     "stats",
+		Short:   "Print the gateway's counters: verdicts, reasons, table, devices",
+		Example: "  sudo idlegate ct stats -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cl, err := dialLab(name)
+			if err != nil {
+				return err
+			}
+			var st gateway.StatsJSON
+			if err := cl.do("GET", "/v1/stats", nil, &st); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if out == "json" {
+				return writeJSONOut(w, st)
+			}
+			fmt.Fprintf(w, "uptime %.0fs, %d connections, %d NAT mappings, %d packets injected\n", st.Uptime, st.Entries, st.NATMaps, st.Injected)
+			fmt.Fprintf(w, "verdicts: %s\n", countsLine(st.Verdicts))
+			fmt.Fprintf(w, "reasons:  %s\n", countsLine(st.Reasons))
+			fmt.Fprintf(w, "inside:   rx %d pkts, tx %d pkts; outside: rx %d pkts, tx %d pkts\n",
+				st.Inside.RxPackets, st.Inside.TxPackets, st.Outside.RxPackets, st.Outside.TxPackets)
+			return nil
+		},
+	}
+	nameFlag(c, &name)
+	outputFlag(c, &out)
+	return c
+}
+
+func countsLine(m map[string]uint64) string {
+	var parts []string
+	for k, v := range m {
+		if v > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", k, v))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, " ")
+}
+
+func newPolicyCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "policy",
+		Short: "Show or change the running gateway's policy",
+	}
+	var name, out string
+	show := &cobra.Command{
+		Use:     "show",
+		Short:   "Print the policy in force (YAML, or JSON with -o json)",
+		Example: "  sudo idlegate policy show",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cl, err := dialLab(name)
+			if err != nil {
+				return err
+			}
+			if out == "json" {
+				var p policy.Policy
+				if err := cl.do("GET", "/v1/policy", nil, &p); err != nil {
+					return err
+				}
+				return writeJSONOut(cmd.OutOrStdout(), p)
+			}
+			return cl.do("GET", "/v1/policy?format=yaml", nil, cmd.OutOrStdout())
+		},
+	}
+	nameFlag(show, &name)
+	outputFlag(show, &out)
+	var setName string
+	set := &cobra.Command{
+		Use:   "set KEY=VALUE...",
+		Short: "Change policy keys live (timeouts, orphan, refresh, on_full, reset_on_expire, ...)",
+		Example: `  sudo idlegate policy set timeouts.tcp.established=10s
+  sudo idlegate policy set orphan=reset refresh=data`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, kv := range args {
+				if !strings.Contains(kv, "=") {
+					return usagef("%q is not KEY=VALUE, e.g. timeouts.tcp.established=10s", kv)
+				}
+			}
+			cl, err := dialLab(setName)
+			if err != nil {
+				return err
+			}
+			if err := cl.do("POST", "/v1/policy", map[string][]string{"set": args}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "policy updated: %s\n", strings.Join(args, " "))
+			return nil
+		},
+	}
+	nameFlag(set, &setName)
+	c.AddCommand(show, set)
+	return c
+}
+
+func newPcapCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "pcap",
+		Short: "Start or stop recording what crosses a running gateway",
+	}
+	var name string
+	start := &cobra.Command{
+		Use:   "start FILE",
+		Short: "Record to a pcapng file (dropped and injected packets carry comments)",
+		Example: `  sudo idlegate pcap start /tmp/run.pcapng
+  tshark -r /tmp/run.pcapng -T fields -e frame.comment`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := dialLab(name)
+			if err != nil {
+				return err
+			}
+			path := absPath(args[0])
+			if err := cl.do("POST", "/v1/pcap", map[string]string{"path": path}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "recording to %s\n", path)
+			return nil
+		},
+	}
+	nameFlag(start, &name)
+	var stopName string
+	stop := &cobra.Command{
+		Use:     "stop",
+		Short:   "Stop recording and close the file",
+		Example: "  sudo idlegate pcap stop",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := dialLab(stopName)
+			if err != nil {
+				return err
+			}
+			if err := cl.do("POST", "/v1/pcap", map[string]string{"path": ""}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "recording stopped")
+			return nil
+		},
+	}
+	nameFlag(stop, &stopName)
+	c.AddCommand(start, stop)
+	return c
+}

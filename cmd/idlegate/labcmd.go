@@ -1,0 +1,398 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/idlegate/idlegate/gateway"
+	"github.com/idlegate/idlegate/lab"
+	"github.com/idlegate/idlegate/policy"
+)
+
+// readyFDEnv tells a detached `lab up` child which fd reports readiness to its parent.
+const readyFDEnv = "IDLEGATE_READY_FD"
+
+func newLabCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "lab",
+		Short: "Build, inspect and remove the two-namespace lab",
+		Long: `A lab is two network namespaces, NAME-client (inside, 198.18.0.2, fd00:18::2) and
+NAME-server (outside, 198.19.0.2, fd00:19::2), each with one TUN link gw0 whose other end
+the gateway holds. The only path between them is through the gateway.`,
+	}
+	c.AddCommand(newLabUpCmd(), newLabDownCmd(), newLabShowCmd(), newLabExecCmd())
+	return c
+}
+
+type labUpOpts struct {
+	name, config, pcap string
+	mtu                int
+	detach             bool
+	sets               []string
+}
+
+func newLabUpCmd() *cobra.Command {
+	var o labUpOpts
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "Create the lab and run its gateway",
+		Long: `Create NAME-client and NAME-server and run the gateway between them with the policy
+(Linux netfilter defaults unless --config or --set say otherwise). Without --detach the
+gateway runs in the foreground until Ctrl-C; with it, in the background, with its pid file,
+log and control socket in /run/idlegate/NAME. Leftovers of a killed gateway of the same
+name are removed first.`,
+		Example: `  sudo idlegate lab up
+  sudo idlegate lab up --name pool --config aws-nat.yaml --detach
+  sudo idlegate lab up --set timeouts.tcp.established=5s --set orphan=reset --pcap /tmp/run.pcapng`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return labUp(cmd, o) },
+	}
+	nameFlag(c, &o.name)
+	c.Flags().StringVar(&o.config, "config", "", "policy YAML file")
+	c.Flags().StringArrayVar(&o.sets, "set", nil, "override one policy key, KEY=VALUE (repeatable)")
+	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to this pcapng file")
+	c.Flags().IntVar(&o.mtu, "mtu", lab.DefaultMTU, "MTU of both TUN links")
+	c.Flags().BoolVar(&o.detach, "detach", false, "run the gateway in the background")
+	return c
+}
+
+// loadPolicy reads --config and applies --set overrides.
+func loadPolicy(config string, sets []string) (policy.Policy, error) {
+	p := policy.Default()
+	if config != "" {
+		var err error
+		if p, err = policy.LoadFile(config); err != nil {
+			return p, usageError{err}
+		}
+	}
+	for _, kv := range sets {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return p, usagef("--set %q is not KEY=VALUE, e.g. --set timeouts.tcp.established=10s", kv)
+		}
+		if err := p.Set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
+			return p, usageError{fmt.Errorf("--set %s: %w", kv, err)}
+		}
+	}
+	return p, nil
+}
+
+func labUp(cmd *cobra.Command, o labUpOpts) error {
+	if err := lab.CheckName(o.name); err != nil {
+		return usageError{err}
+	}
+	pol, err := loadPolicy(o.config, o.sets)
+	if err != nil {
+		return err
+	}
+	if o.detach {
+		return labUpDetached(cmd, o)
+	}
+	ready := readyPipe()
+	fail := func(err error) error {
+		if ready != nil {
+			fmt.Fprintf(ready, "error %d %s\n", exitCode(err), err)
+			ready.Close()
+		}
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var logFile *os.File
+	if ready != nil {
+		signal.Ignore(syscall.SIGHUP)
+	}
+	run, err := gateway.StartLab(ctx, lab.Config{Name: o.name, MTU: o.mtu}, pol, gateway.LabOptions{
+		Pcap: absPath(o.pcap), PolicyFile: absPath(o.config), Log: log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	defer run.Stop()
+	if ready != nil {
+		// Detached: from here on, everything goes to the log in the run directory.
+		if logFile, err = os.OpenFile(filepath.Join(run.Lab.RunDir, gateway.LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+			defer logFile.Close()
+			log = slog.New(slog.NewTextHandler(logFile, nil))
+			os.Stdout, os.Stderr = logFile, logFile
+		}
+		fmt.Fprintln(ready, "ready")
+		ready.Close()
+	} else {
+		printLabSummary(cmd.OutOrStdout(), run.Lab.Name, run.Lab.RunDir, pol)
+		fmt.Fprintln(cmd.OutOrStdout(), "gateway running; Ctrl-C stops it and removes the lab")
+	}
+	log.Info("gateway running", "lab", run.Lab.Name, "pid", os.Getpid())
+	select {
+	case <-ctx.Done():
+		log.Info("stopping", "lab", run.Lab.Name)
+	case <-run.Done():
+		if err := run.Err(); err != nil {
+			log.Error("gateway stopped", "err", err)
+			run.Stop()
+			return err
+		}
+	}
+	return run.Stop()
+}
+
+func absPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
+}
+
+// readyPipe is the write end a detached child reports readiness on, or nil.
+func readyPipe() *os.File {
+	fd, err := strconv.Atoi(os.Getenv(readyFDEnv))
+	if err != nil || fd < 3 {
+		return nil
+	}
+	os.Unsetenv(readyFDEnv)
+	return os.NewFile(uintptr(fd), "ready")
+}
+
+// labUpDetached starts `idlegate lab up` in its own session and waits until its gateway
+// is ready or it fails.
+func labUpDetached(cmd *cobra.Command, o labUpOpts) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	args := []string{"lab", "up", "--name", o.name, "--mtu", strconv.Itoa(o.mtu)}
+	if o.config != "" {
+		args = append(args, "--config", absPath(o.config))
+	}
+	if o.pcap != "" {
+		args = append(args, "--pcap", absPath(o.pcap))
+	}
+	for _, s := range o.sets {
+		args = append(args, "--set", s)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	child := exec.Command(exe, args...)
+	child.Env = append(os.Environ(), readyFDEnv+"=3")
+	child.ExtraFiles = []*os.File{w}
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := child.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("start background gateway: %w", err)
+	}
+	w.Close()
+	line, _ := bufio.NewReader(io.LimitReader(r, 4096)).ReadString('\n')
+	line = strings.TrimSpace(line)
+	switch {
+	case line == "ready":
+		child.Process.Release()
+		pol, _ := loadPolicy(o.config, o.sets)
+		printLabSummary(cmd.OutOrStdout(), o.name, filepath.Join(lab.DefaultRunBase, o.name), pol)
+		fmt.Fprintf(cmd.OutOrStdout(), "gateway running in the background (pid %d); stop it with `idlegate lab down --name %s`\n", child.Process.Pid, o.name)
+		return nil
+	case strings.HasPrefix(line, "error "):
+		child.Wait()
+		code, msg, _ := strings.Cut(strings.TrimPrefix(line, "error "), " ")
+		return detachedError{msg: msg, code: atoiOr(code, exitFailure)}
+	default:
+		child.Wait()
+		return fmt.Errorf("the background gateway exited before it was ready; run without --detach to see why")
+	}
+}
+
+// detachedError carries the exit code the detached child chose.
+type detachedError struct {
+	msg  string
+	code int
+}
+
+func (e detachedError) Error() string { return e.msg }
+
+func atoiOr(s string, def int) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return def
+}
+
+func printLabSummary(w io.Writer, name, runDir string, pol policy.Policy) {
+	fmt.Fprintf(w, "lab %q is up\n", name)
+	fmt.Fprintf(w, "  client  netns %-20s gw0 %s  %s\n", lab.ClientNamespace(name), lab.ClientAddr4, lab.ClientAddr6)
+	fmt.Fprintf(w, "  server  netns %-20s gw0 %s  %s\n", lab.ServerNamespace(name), lab.ServerAddr4, lab.ServerAddr6)
+	if pol.NAT.Enabled {
+		fmt.Fprintf(w, "  NAT     outside %v\n", pol.NAT.Outside)
+	}
+	fmt.Fprintf(w, "  policy  tcp established %s, orphan %s, capacity %d (%s), refresh %s\n",
+		pol.Timeouts.TCP.Established, pol.Orphan, pol.Capacity, pol.OnFull, pol.Refresh)
+	fmt.Fprintf(w, "  run dir %s\n", runDir)
+	fmt.Fprintf(w, "  try: idlegate lab exec --name %s client -- ping -c1 %s\n", name, lab.ServerAddr4)
+}
+
+func newLabDownCmd() *cobra.Command {
+	var name string
+	c := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the lab's gateway and remove its namespaces and run directory",
+		Long: `Stop the gateway of lab NAME (SIGTERM, then SIGKILL after 5 s) and remove its namespaces,
+links and run directory, including leftovers of a gateway that was killed.`,
+		Example: "  sudo idlegate lab down\n  sudo idlegate lab down --name pool",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := lab.CheckName(name); err != nil {
+				return usageError{err}
+			}
+			if os.Geteuid() != 0 {
+				return lab.ErrNotRoot
+			}
+			if pid, err := lab.ReadPID(name, ""); err == nil && pid != os.Getpid() {
+				stopProcess(pid)
+			}
+			if err := lab.Cleanup(name, ""); err != nil {
+				if errors.Is(err, lab.ErrNoSuchLab) {
+					return fmt.Errorf("no lab named %q exists: %w", name, lab.ErrNoSuchLab)
+				}
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lab %q removed\n", name)
+			return nil
+		},
+	}
+	nameFlag(c, &name)
+	return c
+}
+
+// stopProcess sends SIGTERM, waits up to 5 s, then SIGKILLs.
+func stopProcess(pid int) {
+	p, err := os.FindProcess(pid)
+	if err != nil || p.Signal(syscall.SIGTERM) != nil {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if p.Signal(syscall.Signal(0)) != nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.Signal(syscall.SIGKILL)
+	time.Sleep(100 * time.Millisecond)
+}
+
+func newLabShowCmd() *cobra.Command {
+	var name, out string
+	c := &cobra.Command{
+		Use:     "show",
+		Short:   "Print the lab's addresses, policy and run directory",
+		Example: "  sudo idlegate lab show\n  sudo idlegate lab show --name pool -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			if err := lab.CheckName(name); err != nil {
+				return usageError{err}
+			}
+			st, err := gateway.ReadState(name, "")
+			if err != nil {
+				return err
+			}
+			// The live policy may have changed since the lab started.
+			if c, err := dialLab(name); err == nil {
+				var p policy.Policy
+				if c.do("GET", "/v1/policy", nil, &p) == nil {
+					st.Policy = p
+				}
+			}
+			w := cmd.OutOrStdout()
+			if out == "json" {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			fmt.Fprintf(w, "lab %s (gateway pid %d, MTU %d)\n", st.Name, st.PID, st.MTU)
+			fmt.Fprintf(w, "  client   netns %-20s %s %s  %s\n", st.Client.Namespace, st.Client.Link, st.Client.Addr4, st.Client.Addr6)
+			fmt.Fprintf(w, "  server   netns %-20s %s %s  %s\n", st.Server.Namespace, st.Server.Link, st.Server.Addr4, st.Server.Addr6)
+			fmt.Fprintf(w, "  NAT outside addresses (when nat.enabled): %s\n", strings.Join(st.NAT, ", "))
+			fmt.Fprintf(w, "  run dir  %s\n  socket   %s\n", st.RunDir, st.Socket)
+			if st.PolicyFile != "" {
+				fmt.Fprintf(w, "  policy file %s\n", st.PolicyFile)
+			}
+			fmt.Fprintf(w, "policy:\n%s", indent(st.Policy.YAML(), "  "))
+			return nil
+		},
+	}
+	nameFlag(c, &name)
+	outputFlag(c, &out)
+	return c
+}
+
+func indent(s, pre string) string {
+	lines := strings.SplitAfter(s, "\n")
+	for i, l := range lines {
+		if l != "" {
+			lines[i] = pre + l
+		}
+	}
+	return strings.Join(lines, "")
+}
+
+func newLabExecCmd() *cobra.Command {
+	var name string
+	c := &cobra.Command{
+		Use:   "exec client|server -- CMD [ARGS...]",
+		Short: "Run a program inside the lab's client or server namespace",
+		Example: `  sudo idlegate lab exec client -- ping -c1 198.19.0.2
+  sudo idlegate lab exec server -- python3 -m http.server 80
+  sudo idlegate lab exec --name pool client -- ssh 198.19.0.2`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := lab.CheckName(name); err != nil {
+				return usageError{err}
+			}
+			var ns string
+			switch args[0] {
+			case "client":
+				ns = lab.ClientNamespace(name)
+			case "server":
+				ns = lab.ServerNamespace(name)
+			default:
+				return usagef("the first argument is client or server, not %q", args[0])
+			}
+			if os.Geteuid() != 0 {
+				return lab.ErrNotRoot
+			}
+			if !lab.Exists(name, "") {
+				return fmt.Errorf("no lab named %q is running; start one with `idlegate lab up --name %s`: %w", name, name, lab.ErrNoSuchLab)
+			}
+			if _, err := exec.LookPath(args[1]); err != nil {
+				return usagef("command %q not found in PATH", args[1])
+			}
+			return lab.ExecIn(ns, args[1:])
+		},
+	}
+	nameFlag(c, &name)
+	c.Flags().SetInterspersed(false)
+	return c
+}

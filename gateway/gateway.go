@@ -1,0 +1,280 @@
+// Package gateway moves packets between the inside and the outside TUN device through
+// a policy engine on the live clock. It is the privileged shell around the pure core.
+//
+// One packet's path, per direction, in one goroutine:
+//  1. read a batch from the device of the side it arrives on (tun.Device.Read into
+//     buffers the pump owns);
+//  2. policy.Engine.Process decides each packet: verdict, in-place rewrite (NAT),
+//     packets to inject (RST, ICMP);
+//  3. write the forwarded packets as one batch to the other device, and the injected
+//     ones to the side each names.
+//
+// A third goroutine calls Engine.Tick every TickInterval, so expiries are reported and
+// reset_on_expire RSTs are sent within 100 ms of their deadline.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/idlegate/idlegate/policy"
+	"github.com/idlegate/idlegate/tun"
+)
+
+// Config wires a gateway.
+type Config struct {
+	Inside, Outside tun.Device // Run owns both once called and closes them when it returns
+	Engine          *policy.Engine
+	// Now is the live clock; nil means time.Now. The engine never reads a clock itself.
+	Now func() time.Time
+	// TickInterval is how often expiries are swept; 0 means 20 ms.
+	TickInterval time.Duration
+	Log          *slog.Logger // nil means discard
+}
+
+// Gateway pumps packets between two devices. Methods are safe for concurrent use.
+type Gateway struct {
+	cfg   Config
+	devs  [2]tun.Device // indexed by policy.Side
+	pcap  atomic.Pointer[Pcap]
+	stats [2]sideStats // indexed by the side a packet arrives on
+	start time.Time
+}
+
+type sideStats struct {
+	rxPackets, rxBytes  atomic.Uint64
+	txPackets, txBytes  atomic.Uint64
+	injected, writeErrs atomic.Uint64
+	readErrs            atomic.Uint64
+}
+
+// SideStats counts packets per side: received from it, sent to it.
+type SideStats struct {
+	RxPackets   uint64 `json:"rx_packets"`
+	RxBytes     uint64 `json:"rx_bytes"`
+	TxPackets   uint64 `json:"tx_packets"`
+	TxBytes     uint64 `json:"tx_bytes"`
+	Injected    uint64 `json:"injected"`
+	WriteErrors uint64 `json:"write_errors"`
+	ReadErrors  uint64 `json:"read_errors"`
+}
+
+// New checks cfg and builds a gateway; Run starts it.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Inside == nil || cfg.Outside == nil || cfg.Engine == nil {
+		return nil, errors.New("gateway needs an inside device, an outside device and an engine")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = 20 * time.Millisecond
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	g := &Gateway{cfg: cfg, start: cfg.Now()}
+	g.devs[policy.Inside], g.devs[policy.Outside] = cfg.Inside, cfg.Outside
+	return g, nil
+}
+
+// Engine is the gateway's policy engine.
+func (g *Gateway) Engine() *policy.Engine { return g.cfg.Engine }
+
+// Started is when the gateway was built, on its clock.
+func (g *Gateway) Started() time.Time { return g.start }
+
+// Now reads the gateway's clock.
+func (g *Gateway) Now() time.Time { return g.cfg.Now() }
+
+// SetPcap starts recording to a new pcapng file at path, replacing (and closing) any
+// recording in progress; an empty path stops recording.
+func (g *Gateway) SetPcap(path string) error {
+	var p *Pcap
+	if path != "" {
+		var err error
+		if p, err = OpenPcap(path); err != nil {
+			return err
+		}
+	}
+	if old := g.pcap.Swap(p); old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// PcapPath is the file being recorded, or "".
+func (g *Gateway) PcapPath() string {
+	if p := g.pcap.Load(); p != nil {
+		return p.Path()
+	}
+	return ""
+}
+
+// Stats returns the per-side device counters.
+func (g *Gateway) Stats() [2]SideStats {
+	var out [2]SideStats
+	for i := range g.stats {
+		s := &g.stats[i]
+		out[i] = SideStats{
+			RxPackets: s.rxPackets.Load(), RxBytes: s.rxBytes.Load(),
+			TxPackets: s.txPackets.Load(), TxBytes: s.txBytes.Load(),
+			Injected: s.injected.Load(), WriteErrors: s.writeErrs.Load(), ReadErrors: s.readErrs.Load(),
+		}
+	}
+	return out
+}
+
+// Run pumps packets until ctx is done or a device fails, then closes both devices and
+// any pcap recording. It returns nil after a cancellation.
+func (g *Gateway) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	for _, side := range []policy.Side{policy.Inside, policy.Outside} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := g.pump(ctx, side); err != nil {
+				errc <- err
+				cancel()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.tick(ctx)
+	}()
+	<-ctx.Done()
+	// Closing the devices unblocks the pumps' reads.
+	for _, d := range g.devs {
+		d.Close()
+	}
+	wg.Wait()
+	if p := g.pcap.Swap(nil); p != nil {
+		p.Close()
+	}
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// pump carries packets arriving on side to the other side.
+func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
+	in, out := g.devs[side], g.devs[1-side]
+	dir := policy.Dir(side) // packets from the inside go outbound
+	batch := max(in.BatchSize(), 1)
+	const bufSize = 65536 // the largest IP packet; GSO-free TUNs never exceed their MTU
+	bufs := make([][]byte, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, bufSize)
+	}
+	sizes := make([]int, batch)
+	fwd := make([][]byte, 0, batch)
+	var orig []byte // pre-rewrite copy for the pcap, allocated on first use
+	res := new(policy.Result)
+	st, ost := &g.stats[side], &g.stats[1-side]
+	for {
+		n, err := in.Read(bufs, sizes, 0)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, os.ErrClosed) || errors.Is(err, io.EOF) {
+				return nil
+			}
+			st.readErrs.Add(1)
+			g.cfg.Log.Warn("read failed", "side", side, "err", err)
+			if st.readErrs.Load()%1000 == 999 {
+				return fmt.Errorf("read %s: %w", in.Name(), err)
+			}
+			continue
+		}
+		now := g.cfg.Now()
+		pc := g.pcap.Load()
+		fwd = fwd[:0]
+		for i := range n {
+			pkt := bufs[i][:sizes[i]]
+			st.rxPackets.Add(1)
+			st.rxBytes.Add(uint64(len(pkt)))
+			if pc != nil {
+				orig = append(orig[:0], pkt...)
+			}
+			g.cfg.Engine.Process(pkt, dir, now, res)
+			if res.Verdict == policy.Forward {
+				fwd = append(fwd, res.Packet)
+			}
+			if pc != nil {
+				pc.Write(side, now, orig, res.Verdict.String()+" "+res.Reason.String()+" "+dir.String())
+				if res.Verdict == policy.Forward && string(orig) != string(res.Packet) {
+					pc.Write(1-side, now, res.Packet, "translated")
+				}
+			}
+			for _, inj := range res.Inject {
+				g.inject(inj, now, pc, "injected "+res.Verdict.String()+" "+res.Reason.String())
+			}
+		}
+		if len(fwd) > 0 {
+			w, err := out.Write(fwd, 0)
+			ost.txPackets.Add(uint64(w))
+			for _, p := range fwd[:w] {
+				ost.txBytes.Add(uint64(len(p)))
+			}
+			if err != nil {
+				ost.writeErrs.Add(uint64(len(fwd) - w))
+				if ctx.Err() != nil {
+					return nil
+				}
+				g.cfg.Log.Debug("write failed", "side", 1-side, "err", err)
+			}
+		}
+	}
+}
+
+// inject writes a packet the gateway originates to its side.
+func (g *Gateway) inject(inj policy.Injected, now time.Time, pc *Pcap, comment string) {
+	dev, st := g.devs[inj.To], &g.stats[inj.To]
+	if _, err := dev.Write([][]byte{inj.Packet}, 0); err != nil {
+		st.writeErrs.Add(1)
+		return
+	}
+	st.txPackets.Add(1)
+	st.txBytes.Add(uint64(len(inj.Packet)))
+	st.injected.Add(1)
+	if pc != nil {
+		pc.Write(inj.To, now, inj.Packet, comment)
+	}
+}
+
+// tick sweeps expiries on the live clock and sends what reset_on_expire asks for.
+func (g *Gateway) tick(ctx context.Context) {
+	t := time.NewTicker(g.cfg.TickInterval)
+	defer t.Stop()
+	var out []policy.Injected
+	flushEvery := int(time.Second / g.cfg.TickInterval)
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := g.cfg.Now()
+		out = g.cfg.Engine.Tick(now, out[:0])
+		pc := g.pcap.Load()
+		for _, inj := range out {
+			g.inject(inj, now, pc, "injected reset reset_on_expire")
+		}
+		if pc != nil && i%max(flushEvery, 1) == 0 {
+			pc.Flush()
+		}
+	}
+}

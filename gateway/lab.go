@@ -1,0 +1,173 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/idlegate/idlegate/lab"
+	"github.com/idlegate/idlegate/policy"
+)
+
+// Files in a lab's run directory besides the pid file.
+const (
+	SocketFile = "control.sock" // the control API, mode 0600
+	StateFile  = "lab.json"     // what `idlegate lab show` prints
+	LogFile    = "gateway.log"  // the detached gateway's log
+)
+
+// LabOptions tune StartLab.
+type LabOptions struct {
+	Pcap       string // record a pcapng file from the start
+	PolicyFile string // shown by `lab show`
+	Log        *slog.Logger
+	Now        func() time.Time
+}
+
+// Running is a lab whose gateway runs in this process.
+type Running struct {
+	Lab     *lab.Lab
+	Gateway *Gateway
+	Engine  *policy.Engine
+	Socket  string
+
+	cancel   context.CancelFunc
+	done     chan struct{}
+	err      error
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// State is the lab's description written to its run directory.
+type State struct {
+	Name       string        `json:"name"`
+	PID        int           `json:"pid"`
+	RunDir     string        `json:"run_dir"`
+	Socket     string        `json:"socket"`
+	Log        string        `json:"log,omitempty"`
+	PolicyFile string        `json:"policy_file,omitempty"`
+	Started    time.Time     `json:"started"`
+	MTU        int           `json:"mtu"`
+	Client     SideState     `json:"client"`
+	Server     SideState     `json:"server"`
+	NAT        []string      `json:"nat_outside"`
+	Policy     policy.Policy `json:"policy"`
+}
+
+// SideState describes one namespace.
+type SideState struct {
+	Namespace string `json:"namespace"`
+	Link      string `json:"link"`
+	Addr4     string `json:"addr4"`
+	Addr6     string `json:"addr6"`
+}
+
+// StartLab builds the lab's namespaces, starts its gateway with the policy and serves
+// the control API. Stop tears everything down; so does a failure of StartLab itself.
+func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOptions) (*Running, error) {
+	eng, err := policy.NewEngine(pol)
+	if err != nil {
+		return nil, err
+	}
+	l, err := lab.Up(cfg)
+	if err != nil {
+		return nil, err
+	}
+	gw, err := New(Config{Inside: l.Client.Dev, Outside: l.Server.Dev, Engine: eng, Log: opts.Log, Now: opts.Now})
+	if err != nil {
+		l.Down()
+		return nil, err
+	}
+	if opts.Pcap != "" {
+		if err := gw.SetPcap(opts.Pcap); err != nil {
+			l.Down()
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	r := &Running{Lab: l, Gateway: gw, Engine: eng, Socket: filepath.Join(l.RunDir, SocketFile), cancel: cancel, done: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	var gerr, serr error
+	go func() {
+		defer wg.Done()
+		gerr = gw.Run(ctx)
+		cancel()
+	}()
+	go func() {
+		defer wg.Done()
+		serr = gw.Serve(ctx, r.Socket)
+		cancel()
+	}()
+	go func() {
+		wg.Wait()
+		r.err = errors.Join(gerr, serr)
+		close(r.done)
+	}()
+	// Wait for the socket so that callers can use the API at once.
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(r.Socket); err == nil {
+			break
+		}
+		select {
+		case <-r.done:
+			r.Stop()
+			return nil, fmt.Errorf("gateway stopped at start: %w", r.err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	st := State{
+		Name: l.Name, PID: os.Getpid(), RunDir: l.RunDir, Socket: r.Socket,
+		PolicyFile: opts.PolicyFile, Started: time.Now(), MTU: l.Client.Dev.MTU(),
+		Client: SideState{l.Client.Namespace, lab.LinkName, l.Client.Addr4.String(), l.Client.Addr6.String()},
+		Server: SideState{l.Server.Namespace, lab.LinkName, l.Server.Addr4.String(), l.Server.Addr6.String()},
+		NAT:    []string{lab.NATAddr4.String(), lab.NATAddr6.String()},
+		Policy: pol,
+	}
+	if b, err := json.MarshalIndent(st, "", "  "); err == nil {
+		os.WriteFile(filepath.Join(l.RunDir, StateFile), append(b, '\n'), 0o600)
+	}
+	return r, nil
+}
+
+// Done is closed when the gateway stops (after Stop, or on a device failure).
+func (r *Running) Done() <-chan struct{} { return r.done }
+
+// Err is why the gateway stopped, after Done is closed; nil after a plain Stop.
+func (r *Running) Err() error { return r.err }
+
+// Stop stops the gateway and removes the lab: namespaces, links and run directory.
+// It is idempotent and safe to call from several goroutines.
+func (r *Running) Stop() error {
+	r.stopOnce.Do(func() {
+		r.cancel()
+		<-r.done
+		r.stopErr = errors.Join(r.err, r.Lab.Down())
+	})
+	return r.stopErr
+}
+
+// ReadState reads the description of a running lab from its run directory.
+func ReadState(name, runBase string) (State, error) {
+	if runBase == "" {
+		runBase = lab.DefaultRunBase
+	}
+	var st State
+	b, err := os.ReadFile(filepath.Join(runBase, name, StateFile))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return st, fmt.Errorf("no lab named %q is running; start one with `idlegate lab up --name %s`: %w", name, name, lab.ErrNoSuchLab)
+		}
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("lab %q state file is damaged (%v); run `idlegate lab down --name %s`", name, err, name)
+	}
+	return st, nil
+}

@@ -1,0 +1,66 @@
+package gateway
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idlegate/idlegate/conntrack"
+	"github.com/idlegate/idlegate/policy"
+)
+
+// collector exposes the gateway's counters to Prometheus, read at scrape time.
+type collector struct{ g *Gateway }
+
+var (
+	mEntries   = prometheus.NewDesc("idlegate_conntrack_entries", "Connections in the table.", nil, nil)
+	mCreated   = prometheus.NewDesc("idlegate_conntrack_created_total", "Connections created.", nil, nil)
+	mDestroyed = prometheus.NewDesc("idlegate_conntrack_destroyed_total", "Connections destroyed, by reason (expired, evicted, closed, flushed).", []string{"reason"}, nil)
+	mFull      = prometheus.NewDesc("idlegate_conntrack_full_total", "New connections refused because the table was full.", nil, nil)
+	mKeepalive = prometheus.NewDesc("idlegate_conntrack_keepalive_probes_total", "TCP keepalive probes seen.", nil, nil)
+	mEvDropped = prometheus.NewDesc("idlegate_events_dropped_total", "Events lost by slow subscribers.", nil, nil)
+	mVerdicts  = prometheus.NewDesc("idlegate_packets_total", "Packets by verdict (forward, drop, reset, reject).", []string{"verdict"}, nil)
+	mReasons   = prometheus.NewDesc("idlegate_packet_reasons_total", "Packets by the reason of their verdict.", []string{"reason"}, nil)
+	mInjected  = prometheus.NewDesc("idlegate_injected_packets_total", "Packets the gateway originated (RST, ICMP).", nil, nil)
+	mNATMaps   = prometheus.NewDesc("idlegate_nat_mappings", "Live NAT mappings.", nil, nil)
+	mRx        = prometheus.NewDesc("idlegate_device_rx_packets_total", "Packets read from a side's TUN.", []string{"side"}, nil)
+	mTx        = prometheus.NewDesc("idlegate_device_tx_packets_total", "Packets written to a side's TUN.", []string{"side"}, nil)
+	mWriteErr  = prometheus.NewDesc("idlegate_device_write_errors_total", "Failed writes to a side's TUN.", []string{"side"}, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{mEntries, mCreated, mDestroyed, mFull, mKeepalive, mEvDropped, mVerdicts, mReasons, mInjected, mNATMaps, mRx, mTx, mWriteErr} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	es := c.g.cfg.Engine.Stats()
+	t := es.Table
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	gauge(mEntries, float64(c.g.cfg.Engine.Table().Len()))
+	counter(mCreated, t.Created)
+	for _, r := range []conntrack.Reason{conntrack.ReasonExpired, conntrack.ReasonEvicted, conntrack.ReasonClosed, conntrack.ReasonFlushed} {
+		counter(mDestroyed, t.Destroyed[r], r.String())
+	}
+	counter(mFull, t.Full)
+	counter(mKeepalive, t.KeepaliveProbes)
+	counter(mEvDropped, t.EventsDropped)
+	for v, n := range es.VerdictCounts() {
+		counter(mVerdicts, n, v)
+	}
+	for r, n := range es.ReasonCounts() {
+		counter(mReasons, n, r)
+	}
+	counter(mInjected, es.Injected)
+	gauge(mNATMaps, float64(es.NATMaps))
+	ds := c.g.Stats()
+	for _, side := range []policy.Side{policy.Inside, policy.Outside} {
+		counter(mRx, ds[side].RxPackets, side.String())
+		counter(mTx, ds[side].TxPackets, side.String())
+		counter(mWriteErr, ds[side].WriteErrors, side.String())
+	}
+}
