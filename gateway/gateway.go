@@ -41,8 +41,11 @@ type Config struct {
 
 // Gateway pumps packets between two devices. Methods are safe for concurrent use.
 type Gateway struct {
-	cfg   Config
-	devs  [2]tun.Device // indexed by policy.Side
+	cfg  Config
+	devs [2]tun.Device // indexed by policy.Side
+	// wmu serialises writes to each device: the pump of the other side, injections
+	// from both pumps and the ticker all write (tun.Device allows one writer at a time).
+	wmu   [2]sync.Mutex
 	pcap  atomic.Pointer[Pcap]
 	stats [2]sideStats // indexed by the side a packet arrives on
 	start time.Time
@@ -224,7 +227,9 @@ func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
 			}
 		}
 		if len(fwd) > 0 {
+			g.wmu[1-side].Lock()
 			w, err := out.Write(fwd, 0)
+			g.wmu[1-side].Unlock()
 			ost.txPackets.Add(uint64(w))
 			for _, p := range fwd[:w] {
 				ost.txBytes.Add(uint64(len(p)))
@@ -243,7 +248,10 @@ func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
 // inject writes a packet the gateway originates to its side.
 func (g *Gateway) inject(inj policy.Injected, now time.Time, pc *Pcap, comment string) {
 	dev, st := g.devs[inj.To], &g.stats[inj.To]
-	if _, err := dev.Write([][]byte{inj.Packet}, 0); err != nil {
+	g.wmu[inj.To].Lock()
+	_, err := dev.Write([][]byte{inj.Packet}, 0)
+	g.wmu[inj.To].Unlock()
+	if err != nil {
 		st.writeErrs.Add(1)
 		return
 	}

@@ -162,7 +162,7 @@ func ReadState(name, runBase string) (State, error) {
 	b, err := os.ReadFile(filepath.Join(runBase, name, StateFile))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return st, fmt.Errorf("no lab named %q is running; start one with `idlegate lab up --name %s`: %w", name, name, lab.ErrNoSuchLab)
+			return st, lab.NoSuchLab(name)
 		}
 		return st, err
 	}

@@ -38,3 +38,15 @@ func CheckName(name string) error {
 	}
 	return nil
 }
+
+// noSuchLabError is ErrNoSuchLab said about one lab, in one sentence.
+type noSuchLabError struct{ name string }
+
+func (e *noSuchLabError) Error() string {
+	return fmt.Sprintf("no lab named %q is running; start one with `idlegate lab up --name %s`", e.name, e.name)
+}
+
+func (e *noSuchLabError) Unwrap() error { return ErrNoSuchLab }
+
+// NoSuchLab is the error for a lab name with nothing behind it; it matches ErrNoSuchLab.
+func NoSuchLab(name string) error { return &noSuchLabError{name} }

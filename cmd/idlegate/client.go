@@ -29,7 +29,7 @@ func dialLab(name string) (*client, error) {
 	}
 	sock := filepath.Join(lab.DefaultRunBase, name, gateway.SocketFile)
 	if _, err := os.Stat(sock); err != nil {
-		return nil, fmt.Errorf("no lab named %q is running; start one with `idlegate lab up --name %s`: %w", name, name, lab.ErrNoSuchLab)
+		return nil, lab.NoSuchLab(name)
 	}
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer
@@ -63,7 +63,7 @@ func (c *client) do(method, path string, body any, out any) error {
 }
 
 func (c *client) connErr(err error) error {
-	return fmt.Errorf("lab %q does not answer on its control socket (%v); if its gateway died, run `idlegate lab down --name %s`: %w", c.name, errors.Unwrap(err), c.name, lab.ErrNoSuchLab)
+	return stateError{fmt.Sprintf("lab %q does not answer on its control socket (%v); if its gateway died, run `idlegate lab down --name %s`", c.name, errors.Unwrap(err), c.name), lab.ErrNoSuchLab}
 }
 
 func decodeAnswer(resp *http.Response, out any) error {

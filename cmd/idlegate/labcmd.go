@@ -266,12 +266,18 @@ links and run directory, including leftovers of a gateway that was killed.`,
 			if os.Geteuid() != 0 {
 				return lab.ErrNotRoot
 			}
+			stopped := false
 			if pid, err := lab.ReadPID(name, ""); err == nil && pid != os.Getpid() {
-				stopProcess(pid)
+				stopped = stopProcess(pid)
 			}
 			if err := lab.Cleanup(name, ""); err != nil {
+				// A gateway stopped by SIGTERM removes its own lab: nothing is left.
+				if errors.Is(err, lab.ErrNoSuchLab) && stopped {
+					fmt.Fprintf(cmd.OutOrStdout(), "lab %q removed\n", name)
+					return nil
+				}
 				if errors.Is(err, lab.ErrNoSuchLab) {
-					return fmt.Errorf("no lab named %q exists: %w", name, lab.ErrNoSuchLab)
+					return lab.NoSuchLab(name)
 				}
 				return err
 			}
@@ -283,21 +289,27 @@ links and run directory, including leftovers of a gateway that was killed.`,
 	return c
 }
 
-// stopProcess sends SIGTERM, waits up to 5 s, then SIGKILLs.
-func stopProcess(pid int) {
+// stopProcess sends SIGTERM, waits up to 5 s, then SIGKILLs. It reports whether
+// there was a process to signal.
+func stopProcess(pid int) bool {
+	// A pid file can outlive its process and the pid be reused: signal only a gateway.
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || !strings.Contains(string(cmdline), "idlegate") {
+		return false
+	}
 	p, err := os.FindProcess(pid)
 	if err != nil || p.Signal(syscall.SIGTERM) != nil {
-		return
+		return false
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		if p.Signal(syscall.Signal(0)) != nil {
-			return
+			return true
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	p.Signal(syscall.SIGKILL)
 	time.Sleep(100 * time.Millisecond)
+	return true
 }
 
 func newLabShowCmd() *cobra.Command {
@@ -384,7 +396,7 @@ func newLabExecCmd() *cobra.Command {
 				return lab.ErrNotRoot
 			}
 			if !lab.Exists(name, "") {
-				return fmt.Errorf("no lab named %q is running; start one with `idlegate lab up --name %s`: %w", name, name, lab.ErrNoSuchLab)
+				return lab.NoSuchLab(name)
 			}
 			if _, err := exec.LookPath(args[1]); err != nil {
 				return usagef("command %q not found in PATH", args[1])

@@ -36,6 +36,16 @@ func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
+// stateError is a one-sentence message that matches a sentinel (for the exit code)
+// without repeating the sentinel's own text.
+type stateError struct {
+	msg  string
+	kind error
+}
+
+func (e stateError) Error() string { return e.msg }
+func (e stateError) Unwrap() error { return e.kind }
+
 func main() {
 	os.Exit(run(os.Args[1:]))
 }

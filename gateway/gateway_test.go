@@ -1,0 +1,140 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
+	"github.com/idlegate/idlegate/gateway"
+	"github.com/idlegate/idlegate/packet"
+	"github.com/idlegate/idlegate/policy"
+	"github.com/idlegate/idlegate/tun"
+)
+
+// tcp4 builds an IPv4 TCP segment with valid checksums.
+func tcp4(t *testing.T, src, dst netip.AddrPort, flags uint8, seq, ack uint32, payload []byte) []byte {
+	t.Helper()
+	ip := &layers.IPv4{
+		Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, Flags: layers.IPv4DontFragment,
+		SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice(),
+	}
+	tcp := &layers.TCP{
+		SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()),
+		Seq: seq, Ack: ack, Window: 64240,
+		FIN: flags&packet.TCPFin != 0, SYN: flags&packet.TCPSyn != 0, RST: flags&packet.TCPRst != 0,
+		PSH: flags&packet.TCPPsh != 0, ACK: flags&packet.TCPAck != 0,
+	}
+	tcp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	if err := gopacket.SerializeLayers(buf, opts, ip, tcp, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// receive waits for the next packet a device wrote.
+func receive(t *testing.T, what string, c <-chan []byte) []byte {
+	t.Helper()
+	select {
+	case p := <-c:
+		return p
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: nothing came out within 5s", what)
+		return nil
+	}
+}
+
+// TestGatewayInMemory runs the whole pump between two in-memory devices: a SYN from
+// the inside comes out on the outside, the SYN-ACK comes back, an orphan under
+// orphan: reset is answered with a RST toward the inside, and Run returns after
+// cancel.
+func TestGatewayInMemory(t *testing.T) {
+	pol := policy.Default()
+	pol.Orphan = policy.OrphanReset
+	eng, err := policy.NewEngine(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, outside := tun.NewChannel("inside", 0), tun.NewChannel("outside", 0)
+	gw, err := gateway.New(gateway.Config{Inside: inside, Outside: outside, Engine: eng})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cancel()
+			<-done
+		}
+	})
+
+	client := netip.MustParseAddrPort("198.18.0.2:40000")
+	server := netip.MustParseAddrPort("198.19.0.2:80")
+
+	syn := tcp4(t, client, server, packet.TCPSyn, 1000, 0, nil)
+	inside.Inbound <- syn
+	if got := receive(t, "SYN from the inside", outside.Outbound); !bytes.Equal(got, syn) {
+		t.Fatalf("SYN came out on the outside changed:\n got %x\nwant %x", got, syn)
+	}
+	synAck := tcp4(t, server, client, packet.TCPSyn|packet.TCPAck, 5000, 1001, nil)
+	outside.Inbound <- synAck
+	if got := receive(t, "SYN-ACK from the outside", inside.Outbound); !bytes.Equal(got, synAck) {
+		t.Fatalf("SYN-ACK came out on the inside changed:\n got %x\nwant %x", got, synAck)
+	}
+
+	// A data segment of a connection the gateway never saw.
+	stranger := netip.MustParseAddrPort("198.18.0.2:40001")
+	orphan := tcp4(t, stranger, server, packet.TCPAck|packet.TCPPsh, 7000, 9000, []byte("hello"))
+	inside.Inbound <- orphan
+	rst := receive(t, "answer to the orphan", inside.Outbound)
+	var info packet.Info
+	if err := packet.Decode(rst, &info); err != nil {
+		t.Fatalf("injected packet does not decode: %v (%x)", err, rst)
+	}
+	if !packet.ChecksumsValid(rst, &info) {
+		t.Errorf("injected RST has a bad checksum: %x", rst)
+	}
+	p := gopacket.NewPacket(rst, layers.LayerTypeIPv4, gopacket.Default)
+	ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	tcp, _ := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+	if ip == nil || tcp == nil {
+		t.Fatalf("injected packet is not IPv4 TCP: %v", p)
+	}
+	from := netip.AddrPortFrom(netip.MustParseAddr(ip.SrcIP.String()), uint16(tcp.SrcPort))
+	to := netip.AddrPortFrom(netip.MustParseAddr(ip.DstIP.String()), uint16(tcp.DstPort))
+	if !tcp.RST || tcp.SYN || tcp.FIN || from != server || to != stranger || tcp.Seq != 9000 || len(tcp.Payload) != 0 {
+		t.Errorf("injected %v -> %v RST=%v SYN=%v FIN=%v seq=%d payload=%d; want RST %v -> %v seq 9000 (the orphan's ack), no payload",
+			from, to, tcp.RST, tcp.SYN, tcp.FIN, tcp.Seq, len(tcp.Payload), server, stranger)
+	}
+	select {
+	case leaked := <-outside.Outbound:
+		t.Errorf("the orphan leaked to the outside: %x", leaked)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if st := gw.Stats(); st[policy.Inside].Injected != 1 || st[policy.Outside].Injected != 0 {
+		t.Errorf("injected counters inside %d, outside %d; want 1 and 0", st[policy.Inside].Injected, st[policy.Outside].Injected)
+	}
+
+	cancel()
+	stopped = true
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after cancel = %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s of cancel")
+	}
+	if _, err := inside.Write([][]byte{syn}, 0); err == nil {
+		t.Error("the inside device is still open after Run returned")
+	}
+}
