@@ -156,7 +156,7 @@ type Stats struct {
 	NATMaps  int
 }
 
-// VerdictCount and ReasonCount give names with counts for printing and metrics.
+// VerdictCounts gives each verdict's name with its count, for printing and metrics.
 func (s *Stats) VerdictCounts() map[string]uint64 {
 	m := make(map[string]uint64, len(s.Verdicts))
 	for i, n := range s.Verdicts {
@@ -165,6 +165,7 @@ func (s *Stats) VerdictCounts() map[string]uint64 {
 	return m
 }
 
+// ReasonCounts gives each reason's name with its count.
 func (s *Stats) ReasonCounts() map[string]uint64 {
 	m := make(map[string]uint64, len(s.Reasons))
 	for i, n := range s.Reasons {
