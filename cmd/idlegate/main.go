@@ -100,6 +100,7 @@ run a lab (not root, no /dev/net/tun), 4 lab state (no such lab, name in use).`,
 		return usageError{fmt.Errorf("%v (see `%s --help`)", err, c.CommandPath())}
 	})
 	root.AddCommand(newLabCmd(), newCtCmd(), newPolicyCmd(), newPcapCmd(), newDemoCmd(), newVersionCmd())
+	root.AddCommand(newAgentCmd())
 	return root
 }
 
