@@ -30,10 +30,35 @@ func LoadFile(path string) (Policy, error) {
 
 // Load reads a policy from YAML over Default. An unknown key, a value of the wrong
 // kind or an unusable value is an error naming the key and its line.
+//
+// A document may name a built-in profile with a top-level `from: NAME` (by convention
+// its first line): the policy then starts from that profile instead of Default, and
+// the document's other keys override it. An unknown profile is an error naming it, its
+// line and the known profiles.
 func Load(r io.Reader) (Policy, error) {
-	p := Default()
+	return LoadOver(Default(), r)
+}
+
+// LoadOver is Load starting from base instead of Default (a `from:` key still
+// replaces base with its profile).
+func LoadOver(base Policy, r io.Reader) (Policy, error) {
+	p := base
+	p.NAT.Outside = append([]netip.Addr(nil), base.NAT.Outside...)
 	if err := p.apply(r); err != nil {
 		return Policy{}, err
+	}
+	return p, nil
+}
+
+// LoadFileOver is LoadFile starting from base instead of Default.
+func LoadFileOver(base Policy, path string) (Policy, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Policy{}, fmt.Errorf("read policy: %w", err)
+	}
+	p, err := LoadOver(base, bytes.NewReader(b))
+	if err != nil {
+		return Policy{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return p, nil
 }
@@ -91,8 +116,12 @@ func (p *Policy) apply(r io.Reader) error {
 	if len(doc.Content) == 0 {
 		return nil
 	}
+	root := doc.Content[0]
+	if err := p.applyFrom(root); err != nil {
+		return err
+	}
 	lines := map[string]int{}
-	if err := decodeNode(doc.Content[0], reflect.ValueOf(p).Elem(), "", lines); err != nil {
+	if err := decodeNode(root, reflect.ValueOf(p).Elem(), "", lines); err != nil {
 		return err
 	}
 	if err := p.Validate(); err != nil {
@@ -103,6 +132,34 @@ func (p *Policy) apply(r io.Reader) error {
 			}
 		}
 		return err
+	}
+	return nil
+}
+
+// fromKey is the top-level key that starts a policy from a built-in profile.
+const fromKey = "from"
+
+// applyFrom handles a top-level `from: NAME`: p becomes the profile's policy and the
+// key is removed from root, so that the rest of the document overrides the profile.
+func (p *Policy) applyFrom(root *yaml.Node) error {
+	if root.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		if k.Value != fromKey {
+			continue
+		}
+		if v.Kind != yaml.ScalarNode || v.Value == "" {
+			return &lineError{v.Line, fmt.Sprintf("from: expected a profile name, e.g. from: aws-nat-gateway; known profiles: %s", strings.Join(ProfileNames(), ", "))}
+		}
+		pr, err := LookupProfile(v.Value)
+		if err != nil {
+			return &lineError{v.Line, fmt.Sprintf("from: unknown profile %q; known profiles: %s", v.Value, strings.Join(ProfileNames(), ", "))}
+		}
+		*p = pr.Policy()
+		root.Content = append(root.Content[:i:i], root.Content[i+2:]...)
+		return nil
 	}
 	return nil
 }
@@ -142,6 +199,9 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, lines map[string]int
 				fields[tag] = i
 				known = append(known, tag)
 			}
+		}
+		if path == "" {
+			known = append(known, fromKey)
 		}
 		sort.Strings(known)
 		for i := 0; i+1 < len(n.Content); i += 2 {

@@ -41,6 +41,8 @@ the gateway holds. The only path between them is through the gateway.`,
 
 type labUpOpts struct {
 	name, config, pcap string
+	profile            string
+	scale              float64
 	mtu                int
 	detach             bool
 	sets               []string
@@ -57,13 +59,16 @@ gateway runs in the foreground until Ctrl-C; with it, in the background, with it
 log and control socket in /run/idlegate/NAME. Leftovers of a killed gateway of the same
 name are removed first.`,
 		Example: `  sudo idlegate lab up
+  sudo idlegate lab up --profile aws-nat-gateway --time-scale 0.01 --detach
   sudo idlegate lab up --name pool --config aws-nat.yaml --detach
   sudo idlegate lab up --set timeouts.tcp.established=5s --set orphan=reset --pcap /tmp/run.pcapng`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return labUp(cmd, o) },
 	}
 	nameFlag(c, &o.name)
-	c.Flags().StringVar(&o.config, "config", "", "policy YAML file")
+	c.Flags().StringVar(&o.profile, "profile", "", "start from a built-in middlebox profile (see `idlegate profiles`)")
+	c.Flags().StringVar(&o.config, "config", "", "policy YAML file (over --profile, if both)")
+	scaleFlag(c, &o.scale)
 	c.Flags().StringArrayVar(&o.sets, "set", nil, "override one policy key, KEY=VALUE (repeatable)")
 	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to this pcapng file")
 	c.Flags().IntVar(&o.mtu, "mtu", lab.DefaultMTU, "MTU of both TUN links")
@@ -73,32 +78,23 @@ name are removed first.`,
 
 // loadPolicy reads --config and applies --set overrides.
 func loadPolicy(config string, sets []string) (policy.Policy, error) {
-	p := policy.Default()
-	if config != "" {
-		var err error
-		if p, err = policy.LoadFile(config); err != nil {
-			return p, usageError{err}
-		}
-	}
-	for _, kv := range sets {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return p, usagef("--set %q is not KEY=VALUE, e.g. --set timeouts.tcp.established=10s", kv)
-		}
-		if err := p.Set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
-			return p, usageError{fmt.Errorf("--set %s: %w", kv, err)}
-		}
-	}
-	return p, nil
+	return loadPolicyFrom("", config, sets)
 }
 
 func labUp(cmd *cobra.Command, o labUpOpts) error {
 	if err := lab.CheckName(o.name); err != nil {
 		return usageError{err}
 	}
-	pol, err := loadPolicy(o.config, o.sets)
+	if err := checkScale(o.scale); err != nil {
+		return err
+	}
+	realPol, err := loadPolicyFrom(o.profile, o.config, o.sets)
 	if err != nil {
 		return err
+	}
+	pol, err := realPol.Scale(o.scale)
+	if err != nil {
+		return usageError{err}
 	}
 	if o.detach {
 		return labUpDetached(cmd, o)
@@ -135,7 +131,7 @@ func labUp(cmd *cobra.Command, o labUpOpts) error {
 		fmt.Fprintln(ready, "ready")
 		ready.Close()
 	} else {
-		printLabSummary(cmd.OutOrStdout(), run.Lab.Name, run.Lab.RunDir, pol)
+		printLabSummary(cmd.OutOrStdout(), run.Lab.Name, run.Lab.RunDir, realPol, o.scale)
 		fmt.Fprintln(cmd.OutOrStdout(), "gateway running; Ctrl-C stops it and removes the lab")
 	}
 	log.Info("gateway running", "lab", run.Lab.Name, "pid", os.Getpid())
@@ -186,6 +182,12 @@ func labUpDetached(cmd *cobra.Command, o labUpOpts) error {
 	if o.pcap != "" {
 		args = append(args, "--pcap", absPath(o.pcap))
 	}
+	if o.profile != "" {
+		args = append(args, "--profile", o.profile)
+	}
+	if o.scale != 1 {
+		args = append(args, "--time-scale", strconv.FormatFloat(o.scale, 'g', -1, 64))
+	}
 	for _, s := range o.sets {
 		args = append(args, "--set", s)
 	}
@@ -207,10 +209,11 @@ func labUpDetached(cmd *cobra.Command, o labUpOpts) error {
 	line = strings.TrimSpace(line)
 	switch {
 	case line == "ready":
+		pid := child.Process.Pid // Release forgets it
 		child.Process.Release()
-		pol, _ := loadPolicy(o.config, o.sets)
-		printLabSummary(cmd.OutOrStdout(), o.name, filepath.Join(lab.DefaultRunBase, o.name), pol)
-		fmt.Fprintf(cmd.OutOrStdout(), "gateway running in the background (pid %d); stop it with `idlegate lab down --name %s`\n", child.Process.Pid, o.name)
+		pol, _ := loadPolicyFrom(o.profile, o.config, o.sets)
+		printLabSummary(cmd.OutOrStdout(), o.name, filepath.Join(lab.DefaultRunBase, o.name), pol, o.scale)
+		fmt.Fprintf(cmd.OutOrStdout(), "gateway running in the background (pid %d); stop it with `idlegate lab down --name %s`\n", pid, o.name)
 		return nil
 	case strings.HasPrefix(line, "error "):
 		child.Wait()
@@ -237,7 +240,9 @@ func atoiOr(s string, def int) int {
 	return def
 }
 
-func printLabSummary(w io.Writer, name, runDir string, pol policy.Policy) {
+// printLabSummary prints the lab's addresses and policy; pol has real (unscaled)
+// timeouts and scale is the --time-scale the gateway runs them at.
+func printLabSummary(w io.Writer, name, runDir string, pol policy.Policy, scale float64) {
 	fmt.Fprintf(w, "lab %q is up\n", name)
 	fmt.Fprintf(w, "  client  netns %-20s gw0 %s  %s\n", lab.ClientNamespace(name), lab.ClientAddr4, lab.ClientAddr6)
 	fmt.Fprintf(w, "  server  netns %-20s gw0 %s  %s\n", lab.ServerNamespace(name), lab.ServerAddr4, lab.ServerAddr6)
@@ -245,7 +250,11 @@ func printLabSummary(w io.Writer, name, runDir string, pol policy.Policy) {
 		fmt.Fprintf(w, "  NAT     outside %v\n", pol.NAT.Outside)
 	}
 	fmt.Fprintf(w, "  policy  tcp established %s, orphan %s, capacity %d (%s), refresh %s\n",
-		pol.Timeouts.TCP.Established, pol.Orphan, pol.Capacity, pol.OnFull, pol.Refresh)
+		policy.FormatScaled(time.Duration(pol.Timeouts.TCP.Established), scale), pol.Orphan, pol.Capacity, pol.OnFull, pol.Refresh)
+	if scale != 1 {
+		fmt.Fprintf(w, "  time scale %g: every timeout runs scaled (udp %s, udp_stream %s)\n", scale,
+			policy.FormatScaled(time.Duration(pol.Timeouts.UDP), scale), policy.FormatScaled(time.Duration(pol.Timeouts.UDPStream), scale))
+	}
 	fmt.Fprintf(w, "  run dir %s\n", runDir)
 	fmt.Fprintf(w, "  try: idlegate lab exec --name %s client -- ping -c1 %s\n", name, lab.ServerAddr4)
 }
