@@ -7,9 +7,9 @@ FUZZTIME ?= 10s
 FUZZ_TARGETS := \
 	./packet:FuzzDecode ./packet:FuzzParseIPv4 ./packet:FuzzParseIPv6 ./packet:FuzzParseTCP \
 	./packet:FuzzParseUDP ./packet:FuzzParseICMP ./packet:FuzzBuilders ./packet:FuzzRewrite \
-	./policy:FuzzEngine
+	./policy:FuzzEngine ./replay:FuzzReplay
 
-.PHONY: all build deps test unit fuzz fuzz-short bench lint demo clean
+.PHONY: all build deps test unit fuzz fuzz-short bench bench-micro lint demo clean
 
 all: build
 
@@ -21,8 +21,16 @@ build: deps
 	$(GO) build -o $(BIN) ./cmd/idlegate
 
 # Unit tests run as any user; the namespace tests need root and never skip when CI=true.
+# Then every playbook scenario (docs/playbook.md) plays in labs of its own, SCENARIO_PARALLEL
+# at a time; any expectation not met fails the target.
+SCENARIO_PARALLEL ?= 3
 test: build lint
 	$(GO) test -count=1 -timeout 30m ./...
+	@if [ "$$(id -u)" -ne 0 ] && [ "$$CI" != "true" ]; then \
+		echo "scenarios: skipped, they need root (sudo make test; CI never skips them)"; \
+	else \
+		./$(BIN) scenario run --all --parallel $(SCENARIO_PARALLEL); \
+	fi
 	@$(MAKE) --no-print-directory fuzz-short
 
 unit:
@@ -43,7 +51,16 @@ fuzz:
 		$(GO) test $$pkg -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME); \
 	done
 
+# The system benchmark (root, ~5 min): idlegate's lab against a kernel router with conntrack,
+# one table of medians into BENCHMARKS.md. BENCH_QUICK=1: a ~1 min smoke. BENCH_DEVICE=water|fast
+# forces the lab's TUN device; BENCH_FLAGS passes more flags (bin/benchrun -h).
 bench: build
+	$(GO) build -o bin/benchrun ./bench/cmd/benchrun
+	$(GO) build -o bin/rr ./bench/rr
+	./bin/benchrun -write BENCHMARKS.md $(BENCH_FLAGS)
+
+# Go micro-benchmarks of the core (see BENCHMARKS.md, "Core").
+bench-micro:
 	$(GO) test -run='^$$' -bench=. -benchmem ./packet ./conntrack ./policy
 
 demo: build

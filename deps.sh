@@ -1,20 +1,43 @@
 #!/usr/bin/env bash
-# Installs what idlegate's demo and tests need on a fresh Debian machine; idempotent.
+# Installs what idlegate's demo, tests and scenarios need on a fresh Debian machine;
+# idempotent, and silent when everything is present.
 set -euo pipefail
 if [ ! -e /dev/net/tun ]; then
 	echo "deps: /dev/net/tun is missing; load the tun module (modprobe tun) or run in a VM that has it" >&2
 fi
 # Debian packages the tests and scenarios use. Nothing is installed when all are present.
+#   iproute2        ip, for the namespace tests
+#   openssh-*       sshd and ssh for the ssh-idle-session scenario (real OpenSSH)
+#   nginx, curl     the nginx-upstream-stale scenario (real nginx and a real client)
+#   socat           the udp-timeout scenario's push servers and clients
 want=()
-need() { command -v "$1" >/dev/null 2>&1 || want+=("$2"); }
+need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || want+=("$2"); }
 need ip iproute2
+need sshd openssh-server
+need ssh openssh-client
+need ssh-keygen openssh-client
+need nginx nginx
+need curl curl
+need socat socat
 if [ ${#want[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "deps: missing ${want[*]}; run as root to install them with apt-get" >&2
 		exit 0
 	fi
+	mapfile -t want < <(printf '%s\n' "${want[@]}" | sort -u)
 	echo "deps: installing ${want[*]}"
 	export DEBIAN_FRONTEND=noninteractive
+	# The scenarios start sshd and nginx themselves, inside lab namespaces: keep the
+	# packages' own services from starting in the root namespace (Debian's policy-rc.d
+	# convention), unless the machine already has a policy of its own.
+	rcd=/usr/sbin/policy-rc.d
+	ours=false
+	if [ ! -e "$rcd" ]; then
+		printf '#!/bin/sh\n# idlegate deps.sh: do not start services while installing\nexit 101\n' >"$rcd"
+		chmod 755 "$rcd"
+		ours=true
+	fi
+	trap '[ "$ours" = true ] && rm -f "$rcd"' EXIT
 	apt-get update -qq >/dev/null
 	apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
 fi

@@ -101,6 +101,7 @@ run a lab (not root, no /dev/net/tun), 4 lab state (no such lab, name in use).`,
 	})
 	root.AddCommand(newLabCmd(), newCtCmd(), newPolicyCmd(), newPcapCmd(), newDemoCmd(), newVersionCmd())
 	root.AddCommand(newAgentCmd())
+	root.AddCommand(newScenarioCmd())
 	root.AddCommand(newProfilesCmd(), newReplayCmd(), newAdviseCmd())
 	return root
 }

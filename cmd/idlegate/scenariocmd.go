@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/idlegate/idlegate/lab"
+	"github.com/idlegate/idlegate/scenarios"
+	"github.com/idlegate/idlegate/tun"
+)
+
+var errScenarioFailed = errors.New("a scenario's expectations were not met")
+
+func newScenarioCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "scenario",
+		Short: "Replay the keepalive playbook: self-checking stories with real sockets",
+		Long: `A scenario is a story told with real kernel sockets through the gateway: a policy, the
+processes to run in the client and server namespaces (built-in agents or any program),
+timed steps, and expectations. Each run prints a timeline (client | gateway | server)
+and one verdict line, and exits 1 if any expectation was not met. See docs/playbook.md.`,
+		Example: `  idlegate scenario list
+  sudo idlegate scenario run idle-reset
+  sudo idlegate scenario run ./my-story.yaml --pcap story.pcapng
+  sudo idlegate scenario run --all --parallel 3`,
+	}
+	c.AddCommand(newScenarioListCmd(), newScenarioShowCmd(), newScenarioRunCmd())
+	return c
+}
+
+func newScenarioListCmd() *cobra.Command {
+	var out string
+	c := &cobra.Command{
+		Use:     "list",
+		Short:   "List the built-in scenarios",
+		Example: "  idlegate scenario list\n  idlegate scenario list -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			list, err := scenarios.Playbook()
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if out == "json" {
+				type item struct {
+					Name    string `json:"name"`
+					Title   string `json:"title"`
+					Concept string `json:"concept"`
+				}
+				var items []item
+				for _, s := range list {
+					items = append(items, item{s.Name, s.Title, strings.TrimSpace(s.Concept)})
+				}
+				return writeJSONTo(w, items)
+			}
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			for i, s := range list {
+				fmt.Fprintf(tw, "%2d\t%s\t%s\n", i+1, s.Name, s.Title)
+			}
+			return tw.Flush()
+		},
+	}
+	outputFlag(c, &out)
+	return c
+}
+
+func newScenarioShowCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:     "show NAME",
+		Short:   "Print a built-in scenario's file, a starting point for your own",
+		Example: "  idlegate scenario show tcp-keepalive-saves > mine.yaml",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := scenarios.Lookup(args[0]); err != nil {
+				return scenarioUsage(err)
+			}
+			b, err := scenarios.Source(args[0])
+			if err != nil {
+				return usagef("%q is not a built-in scenario", args[0])
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+}
+
+type scenarioRunOpts struct {
+	all      bool
+	parallel int
+	pcap     string
+	output   string
+}
+
+func newScenarioRunCmd() *cobra.Command {
+	var o scenarioRunOpts
+	c := &cobra.Command{
+		Use:   "run NAME|FILE... | --all",
+		Short: "Play scenarios in fresh labs and check their expectations",
+		Long: `Play each scenario in a lab of its own (a unique name, so runs never collide), print
+its timeline and verdict, and remove the lab and every process it started, on every exit
+path (Ctrl-C too). Exit status 1 if any expectation failed, 2 for a bad scenario file or
+flag, 3 if the machine cannot run a lab.`,
+		Example: `  sudo idlegate scenario run tcp-keepalive-saves
+  sudo idlegate scenario run idle-drop idle-reset -o json
+  sudo idlegate scenario run --all --parallel 3`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runScenarios(cmd.OutOrStdout(), args, o)
+		},
+	}
+	c.Flags().BoolVar(&o.all, "all", false, "run every built-in scenario")
+	c.Flags().IntVar(&o.parallel, "parallel", 1, "how many scenarios run at once")
+	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway (with several scenarios, FILE gets each name inserted)")
+	outputFlag(c, &o.output)
+	return c
+}
+
+// scenarioUsage marks an unknown scenario or a malformed scenario file (exit 2).
+func scenarioUsage(err error) error { return usageError{err} }
+
+func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
+	if err := checkOutput(o.output); err != nil {
+		return err
+	}
+	if o.parallel < 1 {
+		return usagef("--parallel %d: give 1 or more", o.parallel)
+	}
+	var list []*scenarios.Scenario
+	switch {
+	case o.all && len(args) > 0:
+		return usagef("give scenario names or --all, not both")
+	case o.all:
+		var err error
+		if list, err = scenarios.Playbook(); err != nil {
+			return err
+		}
+	case len(args) == 0:
+		return usagef("name a scenario (see `idlegate scenario list`), give a file, or use --all")
+	default:
+		for _, a := range args {
+			s, err := scenarios.Lookup(a)
+			if err != nil {
+				return scenarioUsage(err)
+			}
+			list = append(list, s)
+		}
+	}
+	if os.Geteuid() != 0 {
+		return lab.ErrNotRoot
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return tun.ErrNoTUN
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+
+	reports := make([]*scenarios.Report, len(list))
+	var (
+		mu      sync.Mutex
+		envErr  error
+		next    int
+		started = time.Now()
+	)
+	work := func() {
+		for {
+			mu.Lock()
+			if next >= len(list) || envErr != nil || ctx.Err() != nil {
+				mu.Unlock()
+				return
+			}
+			i := next
+			next++
+			mu.Unlock()
+			s := list[i]
+			opts := scenarios.Options{Pcap: o.pcap}
+			if o.pcap != "" && len(list) > 1 {
+				ext := filepath.Ext(o.pcap)
+				opts.Pcap = strings.TrimSuffix(o.pcap, ext) + "-" + s.Name + ext
+			}
+			rep, err := scenarios.Run(ctx, s, opts)
+			if err != nil {
+				if errors.Is(err, lab.ErrNotRoot) || errors.Is(err, tun.ErrNoTUN) {
+					mu.Lock()
+					envErr = err
+					mu.Unlock()
+					return
+				}
+				rep = &scenarios.Report{Name: s.Name, Title: s.Title, Verdict: "FAIL", Error: err.Error(), Policy: s.Policy()}
+			}
+			mu.Lock()
+			reports[i] = rep
+			if o.output == "text" {
+				rep.WriteText(w)
+				fmt.Fprintln(w)
+			}
+			mu.Unlock()
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(o.parallel, len(list)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	wg.Wait()
+	if envErr != nil {
+		return envErr
+	}
+	passed, failed := 0, 0
+	var done []*scenarios.Report
+	for _, r := range reports {
+		if r == nil {
+			continue
+		}
+		done = append(done, r)
+		if r.Pass {
+			passed++
+		} else {
+			failed++
+		}
+	}
+	if o.output == "json" {
+		if len(list) == 1 && len(done) == 1 {
+			if err := writeJSONTo(w, done[0]); err != nil {
+				return err
+			}
+		} else if err := writeJSONTo(w, map[string]any{"pass": failed == 0 && len(done) == len(list), "passed": passed, "failed": failed, "reports": done}); err != nil {
+			return err
+		}
+	} else if len(list) > 1 {
+		fmt.Fprintf(w, "=== summary (%.1fs wall, --parallel %d)\n", time.Since(started).Seconds(), o.parallel)
+		for _, r := range done {
+			fmt.Fprintln(w, r.VerdictLine())
+		}
+		if n := len(list) - len(done); n > 0 {
+			fmt.Fprintf(w, "%d not run (interrupted)\n", n)
+		}
+		fmt.Fprintf(w, "scenarios: %d passed, %d failed\n", passed, failed)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("interrupted; every lab and process was removed")
+	}
+	if failed > 0 || len(done) < len(list) {
+		return errScenarioFailed
+	}
+	return nil
+}
+
+func writeJSONTo(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,109 @@
+package scenarios
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// playbook holds the built-in scenario files.
+//
+//go:embed playbook/*.yaml
+var playbook embed.FS
+
+var (
+	playbookOnce sync.Once
+	playbookList []*Scenario
+	playbookErr  error
+)
+
+// Playbook returns the built-in scenarios, sorted by their order prefix in the
+// playbook (the `order` of playbookOrder), then by name.
+func Playbook() ([]*Scenario, error) {
+	playbookOnce.Do(func() {
+		files, err := fs.Glob(playbook, "playbook/*.yaml")
+		if err != nil {
+			playbookErr = err
+			return
+		}
+		for _, f := range files {
+			b, err := playbook.ReadFile(f)
+			if err != nil {
+				playbookErr = err
+				return
+			}
+			s, err := Parse(f, b)
+			if err != nil {
+				playbookErr = fmt.Errorf("built-in scenario: %w", err)
+				return
+			}
+			playbookList = append(playbookList, s)
+		}
+		sort.SliceStable(playbookList, func(i, j int) bool {
+			return rank(playbookList[i].Name) < rank(playbookList[j].Name)
+		})
+	})
+	return playbookList, playbookErr
+}
+
+// playbookOrder is the order of the stories in the playbook (docs/playbook.md).
+var playbookOrder = []string{
+	"idle-drop", "idle-reset", "tcp-keepalive-saves", "keepalive-too-slow", "heartbeat-saves",
+	"dead-peer", "http-pool-stale", "table-full-lru", "nat-remap", "upstream-pool-thrash",
+	"time-wait", "gateway-reboot", "udp-timeout", "refresh-needs-data", "reset-both-on-expire",
+	"per-client-limit", "keepalive-false-alarm", "keepalive-fills-table", "ssh-idle-session",
+	"nginx-upstream-stale",
+}
+
+func rank(name string) int {
+	for i, n := range playbookOrder {
+		if n == name {
+			return i
+		}
+	}
+	return len(playbookOrder)
+}
+
+// Lookup finds a scenario by playbook name, or reads it from a file when arg names
+// one (a path with a slash or a .yaml/.yml suffix).
+func Lookup(arg string) (*Scenario, error) {
+	if strings.ContainsRune(arg, '/') || strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") {
+		b, err := os.ReadFile(arg)
+		if err != nil {
+			return nil, fmt.Errorf("read scenario file: %w", err)
+		}
+		return Parse(arg, b)
+	}
+	list, err := Playbook()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range list {
+		if s.Name == arg {
+			return s, nil
+		}
+		names = append(names, s.Name)
+	}
+	return nil, &UnknownError{Name: arg, Known: names}
+}
+
+// UnknownError is a name that is neither a playbook scenario nor a file.
+type UnknownError struct {
+	Name  string
+	Known []string
+}
+
+func (e *UnknownError) Error() string {
+	return fmt.Sprintf("no scenario named %q; see `idlegate scenario list` (%s), or give a file path", e.Name, strings.Join(e.Known, ", "))
+}
+
+// Source returns the text of a built-in scenario file.
+func Source(name string) ([]byte, error) {
+	return playbook.ReadFile(path.Join("playbook", name+".yaml"))
+}
