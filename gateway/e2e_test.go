@@ -74,6 +74,32 @@ var (
 	ipv6 = family{"ipv6", lab.ClientAddr6, lab.ServerAddr6, lab.NATAddr6}
 )
 
+// devices are the TUN device kinds every end-to-end test runs on, each in its own
+// lab: the fast device (offloads, batches) and the portable water device.
+var devices = []string{lab.DeviceFast, lab.DeviceWater}
+
+// onBothDevices runs test once per device kind, in parallel sub-tests named after
+// the device; startLab reads the device from that name.
+func onBothDevices(t *testing.T, test func(t *testing.T)) {
+	t.Parallel()
+	for _, dev := range devices {
+		t.Run(dev, func(t *testing.T) {
+			t.Parallel()
+			test(t)
+		})
+	}
+}
+
+// deviceOf is the device kind in t's name (see onBothDevices), or auto.
+func deviceOf(t *testing.T) string {
+	for _, part := range strings.Split(t.Name(), "/") {
+		if slices.Contains(devices, part) {
+			return part
+		}
+	}
+	return lab.DeviceAuto
+}
+
 // strictPolicy is Linux's defaults with a short ESTABLISHED timeout and the orphan rule given.
 func strictPolicy(established time.Duration, orphan policy.Orphan) policy.Policy {
 	p := policy.Default()
@@ -106,9 +132,12 @@ func startLab(t *testing.T, pol policy.Policy) *gateway.Running {
 		os.RemoveAll(base)
 	})
 	t.Cleanup(func() { lab.Cleanup(name, base) }) // safety net: normally there is nothing left
-	run, err := gateway.StartLab(context.Background(), lab.Config{Name: name, RunBase: base}, pol, gateway.LabOptions{Pcap: pcapPath})
+	run, err := gateway.StartLab(context.Background(), lab.Config{Name: name, RunBase: base, Device: deviceOf(t)}, pol, gateway.LabOptions{Pcap: pcapPath})
 	if err != nil {
 		t.Fatalf("StartLab %s: %v", name, err)
+	}
+	if want := deviceOf(t); want != lab.DeviceAuto && run.Lab.Device != want {
+		t.Fatalf("lab %s runs on the %s device, want %s", name, run.Lab.Device, want)
 	}
 	t.Cleanup(func() {
 		if err := run.Stop(); err != nil {
@@ -352,8 +381,9 @@ func api(t *testing.T, run *gateway.Running, method, path string, body, out any)
 
 // TestE2EDataBothWays: a 1 MiB transfer echoed back byte for byte, over IPv4 and
 // IPv6, with the server seeing the client's own address (no NAT).
-func TestE2EDataBothWays(t *testing.T) {
-	t.Parallel()
+func TestE2EDataBothWays(t *testing.T) { onBothDevices(t, testE2EDataBothWays) }
+
+func testE2EDataBothWays(t *testing.T) {
 	run := startLab(t, policy.Default())
 	for _, fam := range []family{ipv4, ipv6} {
 		t.Run(fam.name, func(t *testing.T) {
@@ -400,8 +430,9 @@ func TestE2EDataBothWays(t *testing.T) {
 
 // TestE2EIdleOrphanDrop: past the idle timeout with orphan: drop, the next request is
 // black-holed and the client gives up with ETIMEDOUT (TCP_USER_TIMEOUT).
-func TestE2EIdleOrphanDrop(t *testing.T) {
-	t.Parallel()
+func TestE2EIdleOrphanDrop(t *testing.T) { onBothDevices(t, testE2EIdleOrphanDrop) }
+
+func testE2EIdleOrphanDrop(t *testing.T) {
 	const timeout = 2 * time.Second
 	run := startLab(t, strictPolicy(timeout, policy.OrphanDrop))
 	srv := listenEcho(t, run, ipv4.server)
@@ -430,8 +461,9 @@ func TestE2EIdleOrphanDrop(t *testing.T) {
 
 // TestE2EIdleOrphanReset: past the idle timeout with orphan: reset, the client sees
 // ECONNRESET within 500 ms of writing.
-func TestE2EIdleOrphanReset(t *testing.T) {
-	t.Parallel()
+func TestE2EIdleOrphanReset(t *testing.T) { onBothDevices(t, testE2EIdleOrphanReset) }
+
+func testE2EIdleOrphanReset(t *testing.T) {
 	for _, fam := range []family{ipv4, ipv6} {
 		t.Run(fam.name, func(t *testing.T) {
 			t.Parallel()
@@ -463,7 +495,10 @@ func TestE2EIdleOrphanReset(t *testing.T) {
 // TestE2EKeepaliveKeepsConnectionAlive: TCP keepalive below the idle timeout keeps a
 // silent connection alive for three times the timeout.
 func TestE2EKeepaliveKeepsConnectionAlive(t *testing.T) {
-	t.Parallel()
+	onBothDevices(t, testE2EKeepaliveKeepsConnectionAlive)
+}
+
+func testE2EKeepaliveKeepsConnectionAlive(t *testing.T) {
 	const timeout = 2 * time.Second
 	run := startLab(t, strictPolicy(timeout, policy.OrphanReset))
 	srv := listenEcho(t, run, ipv4.server)
@@ -495,8 +530,9 @@ func TestE2EKeepaliveKeepsConnectionAlive(t *testing.T) {
 
 // TestE2EFlushBreaksConnection: POST /v1/flush forgets an established connection;
 // under orphan: reset its next write meets a RST.
-func TestE2EFlushBreaksConnection(t *testing.T) {
-	t.Parallel()
+func TestE2EFlushBreaksConnection(t *testing.T) { onBothDevices(t, testE2EFlushBreaksConnection) }
+
+func testE2EFlushBreaksConnection(t *testing.T) {
 	run := startLab(t, strictPolicy(time.Hour, policy.OrphanReset))
 	srv := listenEcho(t, run, ipv4.server)
 	c := mustDial(t, run, srv.addr, net.Dialer{})
@@ -520,8 +556,9 @@ func TestE2EFlushBreaksConnection(t *testing.T) {
 // TestE2ENATRemapsAfterExpiry: under NAT the server sees the outside address; once
 // the mapping expires, the next write is picked up with a new outside port, the
 // server's kernel knows no such connection and resets it.
-func TestE2ENATRemapsAfterExpiry(t *testing.T) {
-	t.Parallel()
+func TestE2ENATRemapsAfterExpiry(t *testing.T) { onBothDevices(t, testE2ENATRemapsAfterExpiry) }
+
+func testE2ENATRemapsAfterExpiry(t *testing.T) {
 	for _, fam := range []family{ipv4, ipv6} {
 		t.Run(fam.name, func(t *testing.T) {
 			t.Parallel()
@@ -581,8 +618,9 @@ func TestE2ENATRemapsAfterExpiry(t *testing.T) {
 
 // TestE2ECapacityEvictsLRU: a table of 8 under evict-lru, 20 connections: the
 // victims are exactly the least recently active ones, in order.
-func TestE2ECapacityEvictsLRU(t *testing.T) {
-	t.Parallel()
+func TestE2ECapacityEvictsLRU(t *testing.T) { onBothDevices(t, testE2ECapacityEvictsLRU) }
+
+func testE2ECapacityEvictsLRU(t *testing.T) {
 	pol := strictPolicy(time.Hour, policy.OrphanReset)
 	pol.Capacity = 8
 	pol.OnFull = policy.OnFull(conntrack.EvictLRU)
@@ -674,8 +712,9 @@ func TestE2ECapacityEvictsLRU(t *testing.T) {
 
 // TestE2EMaxConnsPerSource: the connection over max_conns_per_source is refused with
 // a RST, even under orphan: drop; the others keep working.
-func TestE2EMaxConnsPerSource(t *testing.T) {
-	t.Parallel()
+func TestE2EMaxConnsPerSource(t *testing.T) { onBothDevices(t, testE2EMaxConnsPerSource) }
+
+func testE2EMaxConnsPerSource(t *testing.T) {
 	const limit = 3
 	pol := strictPolicy(time.Hour, policy.OrphanDrop)
 	pol.MaxConnsPerSource = limit
@@ -708,8 +747,9 @@ func TestE2EMaxConnsPerSource(t *testing.T) {
 
 // TestE2EPcapShowsInjectedReset: the run's pcapng opens with gopacket and shows the
 // RST the gateway injected toward the client, with its comment.
-func TestE2EPcapShowsInjectedReset(t *testing.T) {
-	t.Parallel()
+func TestE2EPcapShowsInjectedReset(t *testing.T) { onBothDevices(t, testE2EPcapShowsInjectedReset) }
+
+func testE2EPcapShowsInjectedReset(t *testing.T) {
 	run := startLab(t, strictPolicy(time.Hour, policy.OrphanReset))
 	path := run.Gateway.PcapPath()
 	if path == "" {

@@ -54,6 +54,7 @@ type State struct {
 	PolicyFile string        `json:"policy_file,omitempty"`
 	Started    time.Time     `json:"started"`
 	MTU        int           `json:"mtu"`
+	Device     string        `json:"device"`
 	Client     SideState     `json:"client"`
 	Server     SideState     `json:"server"`
 	NAT        []string      `json:"nat_outside"`
@@ -124,7 +125,7 @@ func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOp
 	}
 	st := State{
 		Name: l.Name, PID: os.Getpid(), RunDir: l.RunDir, Socket: r.Socket,
-		PolicyFile: opts.PolicyFile, Started: time.Now(), MTU: l.Client.Dev.MTU(),
+		PolicyFile: opts.PolicyFile, Started: time.Now(), MTU: l.Client.Dev.MTU(), Device: l.Device,
 		Client: SideState{l.Client.Namespace, lab.LinkName, l.Client.Addr4.String(), l.Client.Addr6.String()},
 		Server: SideState{l.Server.Namespace, lab.LinkName, l.Server.Addr4.String(), l.Server.Addr6.String()},
 		NAT:    []string{lab.NATAddr4.String(), lab.NATAddr6.String()},

@@ -15,6 +15,13 @@
 // namespace has a default route, and the TUN descriptors only reach the
 // process holding them.
 //
+// Both TUN devices are of one kind (Config.Device): the fast Linux device
+// (tun.OpenFast: virtio_net_hdr with TCP and UDP segmentation offload, so that
+// the kernel hands the gateway 64 KiB super-packets) wherever the kernel has it,
+// else the portable water device. The links' MTU is 1500 by default, the
+// Ethernet MTU of the paths the modelled middleboxes sit on; with offloads the
+// cost per byte stays low at that MTU (see BENCHMARKS.md, "Data path").
+//
 // The lab's run directory, RunBase/NAME, holds the pid file of the process
 // that owns the TUN descriptors; it tells a live lab from the leftovers of a
 // killed one. Every operation needs root.
@@ -75,7 +82,25 @@ type Config struct {
 	Name    string // [a-z0-9-], starts with a letter or digit, at most MaxNameLen; "" means DefaultName
 	MTU     int    // of both gw0 links, 1280..65535; 0 means DefaultMTU
 	RunBase string // parent of the run directory; "" means DefaultRunBase
+	// Device is the kind of TUN device the gateway holds, the same on both
+	// sides: DeviceFast (tun.OpenFast: IFF_VNET_HDR, segmentation offload,
+	// batched reads), DeviceWater (tun.OpenWater: one plain packet per read,
+	// portable), or DeviceAuto ("" too): the value of the environment
+	// variable DeviceEnv if set, else fast when tun.FastAvailable says it
+	// works here, else water.
+	Device string
 }
+
+// Device kinds for Config.Device.
+const (
+	DeviceAuto  = "auto"
+	DeviceFast  = "fast"
+	DeviceWater = "water"
+	// DeviceEnv names the environment variable that picks the device of a
+	// lab whose Config.Device is auto: fast or water. It lets a benchmark or
+	// CI run compare both without a flag.
+	DeviceEnv = "IDLEGATE_DEVICE"
+)
 
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
@@ -87,7 +112,28 @@ func (c Config) withDefaults() Config {
 	if c.RunBase == "" {
 		c.RunBase = DefaultRunBase
 	}
+	if c.Device == "" {
+		c.Device = DeviceAuto
+	}
 	return c
+}
+
+// resolveDevice turns DeviceAuto into the device this machine gets.
+func resolveDevice(device string) (string, error) {
+	if device == DeviceAuto {
+		device = os.Getenv(DeviceEnv)
+		if device == "" || device == DeviceAuto {
+			if tun.FastAvailable() == nil {
+				return DeviceFast, nil
+			}
+			return DeviceWater, nil
+		}
+	}
+	switch device {
+	case DeviceFast, DeviceWater:
+		return device, nil
+	}
+	return "", fmt.Errorf("lab device %q: want %s, %s or %s", device, DeviceAuto, DeviceFast, DeviceWater)
 }
 
 // Lab is a running topology owned by this process.
@@ -96,6 +142,7 @@ type Lab struct {
 	RunDir string // RunBase/Name, mode 0700
 	Client Side   // inside: NAME-client
 	Server Side   // outside: NAME-server
+	Device string // the device kind both sides got: DeviceFast or DeviceWater
 
 	mu   sync.Mutex // guards down
 	down bool
@@ -130,6 +177,10 @@ func Up(cfg Config) (_ *Lab, err error) {
 	if cfg.MTU < minMTU || cfg.MTU > 65535 {
 		return nil, fmt.Errorf("lab MTU %d: IPv6 needs at least %d; pick an MTU from %d to 65535", cfg.MTU, minMTU, minMTU)
 	}
+	device, err := resolveDevice(cfg.Device)
+	if err != nil {
+		return nil, err
+	}
 	if os.Geteuid() != 0 {
 		return nil, ErrNotRoot
 	}
@@ -151,7 +202,7 @@ func Up(cfg Config) (_ *Lab, err error) {
 		return nil, fmt.Errorf("remove leftovers of lab %q: %w", cfg.Name, err)
 	}
 
-	l := &Lab{Name: cfg.Name, RunDir: runDir}
+	l := &Lab{Name: cfg.Name, RunDir: runDir, Device: device}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, l.teardown())
@@ -164,11 +215,11 @@ func Up(cfg Config) (_ *Lab, err error) {
 		return nil, err
 	}
 	l.Client = Side{Namespace: ClientNamespace(cfg.Name), Addr4: ClientAddr4, Addr6: ClientAddr6}
-	if err := l.Client.build(tunName(cfg.Name, 'c'), cfg.MTU, []netip.Prefix{OutsideNet4, OutsideNet6}); err != nil {
+	if err := l.Client.build(device, tunName(cfg.Name, 'c'), cfg.MTU, []netip.Prefix{OutsideNet4, OutsideNet6}); err != nil {
 		return nil, err
 	}
 	l.Server = Side{Namespace: ServerNamespace(cfg.Name), Addr4: ServerAddr4, Addr6: ServerAddr6}
-	if err := l.Server.build(tunName(cfg.Name, 's'), cfg.MTU, []netip.Prefix{InsideNet4, InsideNet6}); err != nil {
+	if err := l.Server.build(device, tunName(cfg.Name, 's'), cfg.MTU, []netip.Prefix{InsideNet4, InsideNet6}); err != nil {
 		return nil, err
 	}
 	return l, nil
@@ -177,13 +228,21 @@ func Up(cfg Config) (_ *Lab, err error) {
 // build creates the side's namespace and its TUN (opened here, in the root
 // namespace, then moved in and renamed gw0) and configures it. On error the
 // caller tears down whatever s already names.
-func (s *Side) build(link string, mtu int, routes []netip.Prefix) error {
+func (s *Side) build(device, link string, mtu int, routes []netip.Prefix) error {
 	ns, err := newNamedNamespace(s.Namespace)
 	if err != nil {
 		return err
 	}
 	defer ns.Close()
-	if s.Dev, err = tun.OpenWater(link, mtu); err != nil {
+	if device == DeviceFast {
+		var d *tun.FastDevice
+		if d, err = tun.OpenFast(link, tun.FastConfig{MTU: mtu}); err == nil {
+			s.Dev = d
+		}
+	} else {
+		s.Dev, err = tun.OpenWater(link, mtu)
+	}
+	if err != nil {
 		return err
 	}
 	if err := tun.MoveToNamespace(link, ns); err != nil {
