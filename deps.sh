@@ -10,6 +10,8 @@ fi
 #   openssh-*       sshd and ssh for the ssh-idle-session scenario (real OpenSSH)
 #   nginx, curl     the nginx-upstream-stale scenario (real nginx and a real client)
 #   socat           the udp-timeout scenario's push servers and clients
+#   iperf3, nftables  make bench: load generator and the kernel reference router's conntrack rule
+#   iputils-ping    ping, as the README and `lab up` suggest for a first try
 want=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || want+=("$2"); }
 need ip iproute2
@@ -19,6 +21,9 @@ need ssh-keygen openssh-client
 need nginx nginx
 need curl curl
 need socat socat
+need iperf3 iperf3
+need nft nftables
+need ping iputils-ping
 if [ ${#want[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "deps: missing ${want[*]}; run as root to install them with apt-get" >&2

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -160,4 +161,67 @@ func Exists(name, runBase string) bool {
 	}
 	_, err := os.Lstat(filepath.Join(runBase, name))
 	return err == nil
+}
+
+// Alive reports whether pid is a running process (a zombie counts as dead).
+func Alive(pid int) bool { return alive(pid) }
+
+// Owner returns the live process recorded in lab name's pid file. A pid that was
+// reused by a process started after the pid file was written is not the owner:
+// ok is false, so that nobody signals an unrelated process.
+func Owner(name, runBase string) (pid int, ok bool) {
+	if runBase == "" {
+		runBase = DefaultRunBase
+	}
+	pidFile := filepath.Join(runBase, name, PIDFile)
+	pid, err := readPIDFile(filepath.Join(runBase, name))
+	if err != nil || !alive(pid) {
+		return 0, false
+	}
+	fi, err := os.Stat(pidFile)
+	if err != nil {
+		return 0, false
+	}
+	started, err := processStart(pid)
+	if err != nil || started.After(fi.ModTime().Add(time.Second)) {
+		return 0, false
+	}
+	return pid, true
+}
+
+// processStart is when pid started, from /proc/PID/stat (field 22, clock ticks
+// since boot) and the boot time in /proc/stat.
+func processStart(pid int) (time.Time, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return time.Time{}, err
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return time.Time{}, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	// Fields after the command name start at field 3 (state); starttime is field 22.
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 20 {
+		return time.Time{}, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	ticks, err := strconv.ParseInt(fields[19], 10, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	procStat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, line := range strings.Split(string(procStat), "\n") {
+		if v, ok := strings.CutPrefix(line, "btime "); ok {
+			boot, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return time.Time{}, err
+			}
+			const clockTicks = 100 // USER_HZ, 100 on every Linux architecture Go supports
+			return time.Unix(boot, 0).Add(time.Duration(ticks) * time.Second / clockTicks), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("/proc/stat: no btime")
 }

@@ -276,7 +276,7 @@ links and run directory, including leftovers of a gateway that was killed.`,
 				return lab.ErrNotRoot
 			}
 			stopped := false
-			if pid, err := lab.ReadPID(name, ""); err == nil && pid != os.Getpid() {
+			if pid, ok := lab.Owner(name, ""); ok && pid != os.Getpid() {
 				stopped = stopProcess(pid)
 			}
 			if err := lab.Cleanup(name, ""); err != nil {
@@ -298,26 +298,26 @@ links and run directory, including leftovers of a gateway that was killed.`,
 	return c
 }
 
-// stopProcess sends SIGTERM, waits up to 5 s, then SIGKILLs. It reports whether
-// there was a process to signal.
+// stopProcess sends SIGTERM to a lab's gateway, waits up to 5 s for it to exit (it
+// removes its own lab on the way out), then SIGKILLs it and waits for it to be gone,
+// so that a new lab of the same name never races the old gateway's cleanup.
 func stopProcess(pid int) bool {
-	// A pid file can outlive its process and the pid be reused: signal only a gateway.
-	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || !strings.Contains(string(cmdline), "idlegate") {
-		return false
-	}
 	p, err := os.FindProcess(pid)
 	if err != nil || p.Signal(syscall.SIGTERM) != nil {
 		return false
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if p.Signal(syscall.Signal(0)) != nil {
-			return true
+	gone := func(d time.Duration) bool {
+		for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if !lab.Alive(pid) {
+				return true
+			}
 		}
-		time.Sleep(20 * time.Millisecond)
+		return false
 	}
-	p.Signal(syscall.SIGKILL)
-	time.Sleep(100 * time.Millisecond)
+	if !gone(5 * time.Second) {
+		p.Signal(syscall.SIGKILL)
+		gone(5 * time.Second)
+	}
 	return true
 }
 
@@ -352,7 +352,7 @@ func newLabShowCmd() *cobra.Command {
 				enc.SetIndent("", "  ")
 				return enc.Encode(st)
 			}
-			fmt.Fprintf(w, "lab %s (gateway pid %d, MTU %d)\n", st.Name, st.PID, st.MTU)
+			fmt.Fprintf(w, "lab %s (gateway pid %d, MTU %d, %s TUN device)\n", st.Name, st.PID, st.MTU, st.Device)
 			fmt.Fprintf(w, "  client   netns %-20s %s %s  %s\n", st.Client.Namespace, st.Client.Link, st.Client.Addr4, st.Client.Addr6)
 			fmt.Fprintf(w, "  server   netns %-20s %s %s  %s\n", st.Server.Namespace, st.Server.Link, st.Server.Addr4, st.Server.Addr6)
 			fmt.Fprintf(w, "  NAT outside addresses (when nat.enabled): %s\n", strings.Join(st.NAT, ", "))
@@ -392,6 +392,12 @@ func newLabExecCmd() *cobra.Command {
 			if err := lab.CheckName(name); err != nil {
 				return usageError{err}
 			}
+			if args[1] == "--" { // `lab exec --name X client -- cmd`: flags ended before client
+				args = append(args[:1], args[2:]...)
+				if len(args) < 2 {
+					return usagef("give the command to run after --, e.g. lab exec client -- ping -c1 %s", lab.ServerAddr4)
+				}
+			}
 			var ns string
 			switch args[0] {
 			case "client":
@@ -414,6 +420,8 @@ func newLabExecCmd() *cobra.Command {
 		},
 	}
 	nameFlag(c, &name)
-	c.Flags().SetInterspersed(false)
+	c.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usagef("%v: put the command after --, e.g. idlegate lab exec client -- ping -c1 %s", err, lab.ServerAddr4)
+	})
 	return c
 }
