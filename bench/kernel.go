@@ -81,7 +81,7 @@ func KernelNamespaces(prefix string) []string {
 func CleanupKernel(prefix string) error {
 	var errs []error
 	for _, ns := range KernelNamespaces(prefix) {
-		errs = append(errs, deleteNamespace(ns))
+		errs = append(errs, lab.DeleteNamespace(ns))
 	}
 	return errors.Join(errs...)
 }
@@ -111,7 +111,7 @@ func UpKernel(cfg KernelConfig) (_ *Kernel, err error) {
 	}()
 	var hs [3]netns.NsHandle
 	for i, name := range names {
-		if hs[i], err = newNamespace(name); err != nil {
+		if hs[i], err = lab.CreateNamespace(name); err != nil {
 			return nil, err
 		}
 		defer hs[i].Close()
@@ -244,7 +244,7 @@ func (k *Kernel) nft(ruleset string) error {
 func (k *Kernel) Down() error {
 	var errs []error
 	for _, ns := range []string{k.Client, k.Router, k.Server} {
-		errs = append(errs, deleteNamespace(ns))
+		errs = append(errs, lab.DeleteNamespace(ns))
 	}
 	return errors.Join(errs...)
 }

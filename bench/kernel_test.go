@@ -123,7 +123,7 @@ func TestKernelTopologyForwards(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ns := range KernelNamespaces(prefix) {
-		if namespaceExists(ns) {
+		if lab.NamespaceExists(ns) {
 			t.Errorf("namespace %s is still there after Down", ns)
 		}
 	}

@@ -229,7 +229,7 @@ func Up(cfg Config) (_ *Lab, err error) {
 // namespace, then moved in and renamed gw0) and configures it. On error the
 // caller tears down whatever s already names.
 func (s *Side) build(device, link string, mtu int, routes []netip.Prefix) error {
-	ns, err := newNamedNamespace(s.Namespace)
+	ns, err := CreateNamespace(s.Namespace)
 	if err != nil {
 		return err
 	}
@@ -279,7 +279,7 @@ func (l *Lab) teardown() error {
 			errs = append(errs, s.Dev.Close())
 		}
 		if s.Namespace != "" {
-			errs = append(errs, deleteNamespace(s.Namespace))
+			errs = append(errs, DeleteNamespace(s.Namespace))
 		}
 	}
 	if err := os.RemoveAll(l.RunDir); err != nil {

@@ -345,7 +345,7 @@ func TestUpInUse(t *testing.T) {
 	if !strings.Contains(err.Error(), want) {
 		t.Errorf("message %q does not contain %q", err, want)
 	}
-	if !namespaceExists(l.Client.Namespace) || !namespaceExists(l.Server.Namespace) {
+	if !NamespaceExists(l.Client.Namespace) || !NamespaceExists(l.Server.Namespace) {
 		t.Error("the failed Up removed the running lab's namespaces")
 	}
 }

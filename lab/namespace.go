@@ -23,10 +23,11 @@ const netnsDir = "/run/netns"
 // locked, and the Go runtime then discards the thread instead of reusing it
 // for other goroutines.
 
-// newNamedNamespace creates /run/netns/name and returns a handle on it; the
-// caller closes the handle. netns.NewNamed switches the calling thread into
+// CreateNamespace creates the named network namespace (/run/netns/name) and
+// returns a handle on it; the caller closes the handle. If creation fails, any
+// file left behind is removed. netns.NewNamed switches the calling thread into
 // the new namespace and leaves it there, so it runs on a throwaway thread.
-func newNamedNamespace(name string) (netns.NsHandle, error) {
+func CreateNamespace(name string) (netns.NsHandle, error) {
 	type result struct {
 		ns  netns.NsHandle
 		err error
@@ -40,15 +41,15 @@ func newNamedNamespace(name string) (netns.NsHandle, error) {
 	r := <-c
 	if r.err != nil {
 		// NewNamed leaves the file behind when the bind mount fails.
-		return netns.None(), errors.Join(fmt.Errorf("create namespace %q: %w", name, r.err), deleteNamespace(name))
+		return netns.None(), errors.Join(fmt.Errorf("create namespace %q: %w", name, r.err), DeleteNamespace(name))
 	}
 	return r.ns, nil
 }
 
-// deleteNamespace unmounts and removes /run/netns/name. A missing namespace is
+// DeleteNamespace unmounts and removes /run/netns/name. A missing namespace is
 // not an error. The kernel frees the namespace once no process, descriptor or
 // mount holds it; links in it (a TUN moved there) go with it.
-func deleteNamespace(name string) error {
+func DeleteNamespace(name string) error {
 	path := filepath.Join(netnsDir, name)
 	// EINVAL: not a mount point (a file NewNamed left behind); ENOENT: gone.
 	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
@@ -60,7 +61,9 @@ func deleteNamespace(name string) error {
 	return nil
 }
 
-func namespaceExists(name string) bool {
+// NamespaceExists reports whether /run/netns/name exists (as a file, mounted
+// or not).
+func NamespaceExists(name string) bool {
 	_, err := os.Lstat(filepath.Join(netnsDir, name))
 	return err == nil
 }

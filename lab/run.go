@@ -132,9 +132,9 @@ func Cleanup(name, runBase string) error {
 func cleanupLocked(name, runBase string) (found bool, err error) {
 	var errs []error
 	for _, ns := range []string{ClientNamespace(name), ServerNamespace(name)} {
-		if namespaceExists(ns) {
+		if NamespaceExists(ns) {
 			found = true
-			errs = append(errs, deleteNamespace(ns))
+			errs = append(errs, DeleteNamespace(ns))
 		}
 	}
 	runDir := filepath.Join(runBase, name)
@@ -156,7 +156,7 @@ func Exists(name, runBase string) bool {
 	if runBase == "" {
 		runBase = DefaultRunBase
 	}
-	if namespaceExists(ClientNamespace(name)) || namespaceExists(ServerNamespace(name)) {
+	if NamespaceExists(ClientNamespace(name)) || NamespaceExists(ServerNamespace(name)) {
 		return true
 	}
 	_, err := os.Lstat(filepath.Join(runBase, name))

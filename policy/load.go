@@ -2,17 +2,16 @@ package policy
 
 import (
 	"bytes"
-	"encoding"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
-	"reflect"
-	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/idlegate/idlegate/internal/yamlx"
 )
 
 // LoadFile reads a policy from a YAML file. Keys it does not set keep Default's values.
@@ -86,23 +85,15 @@ func (p *Policy) Set(key, value string) error {
 	q.NAT.Outside = append([]netip.Addr(nil), p.NAT.Outside...)
 	if err := q.apply(strings.NewReader(b.String())); err != nil {
 		// The one-line document makes line numbers meaningless; name the key instead.
-		var le *lineError
+		var le *yamlx.Error
 		if errors.As(err, &le) {
-			return fmt.Errorf("%s", le.msg)
+			return fmt.Errorf("%s", le.Msg)
 		}
 		return err
 	}
 	*p = q
 	return nil
 }
-
-// lineError is an error located at a line of the YAML input.
-type lineError struct {
-	line int
-	msg  string
-}
-
-func (e *lineError) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
 
 func (p *Policy) apply(r io.Reader) error {
 	var doc yaml.Node
@@ -121,14 +112,15 @@ func (p *Policy) apply(r io.Reader) error {
 		return err
 	}
 	lines := map[string]int{}
-	if err := decodeNode(root, reflect.ValueOf(p).Elem(), "", lines); err != nil {
+	d := yamlx.Decoder{Name: "the policy", Lines: lines, RootKeys: []string{fromKey}}
+	if err := d.Decode(root, p); err != nil {
 		return err
 	}
 	if err := p.Validate(); err != nil {
 		var fe *fieldError
 		if errors.As(err, &fe) {
 			if line, ok := lines[fe.path]; ok {
-				return &lineError{line, fe.Error()}
+				return &yamlx.Error{Line: line, Msg: fe.Error()}
 			}
 		}
 		return err
@@ -151,124 +143,17 @@ func (p *Policy) applyFrom(root *yaml.Node) error {
 			continue
 		}
 		if v.Kind != yaml.ScalarNode || v.Value == "" {
-			return &lineError{v.Line, fmt.Sprintf("from: expected a profile name, e.g. from: aws-nat-gateway; known profiles: %s", strings.Join(ProfileNames(), ", "))}
+			return yamlx.Errorf(v.Line, "from: expected a profile name, e.g. from: aws-nat-gateway; known profiles: %s", strings.Join(ProfileNames(), ", "))
 		}
 		pr, err := LookupProfile(v.Value)
 		if err != nil {
-			return &lineError{v.Line, fmt.Sprintf("from: unknown profile %q; known profiles: %s", v.Value, strings.Join(ProfileNames(), ", "))}
+			return yamlx.Errorf(v.Line, "from: unknown profile %q; known profiles: %s", v.Value, strings.Join(ProfileNames(), ", "))
 		}
 		*p = pr.Policy()
 		root.Content = append(root.Content[:i:i], root.Content[i+2:]...)
 		return nil
 	}
 	return nil
-}
-
-var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
-
-// decodeNode decodes n into v field by field so that every error names its key and
-// line, unknown keys are refused, and scalars with a text form (durations, enums,
-// addresses) never fall back to a bare number.
-func decodeNode(n *yaml.Node, v reflect.Value, path string, lines map[string]int) error {
-	if path != "" {
-		lines[path] = n.Line
-	}
-	name := path
-	if name == "" {
-		name = "the policy"
-	}
-	if v.CanAddr() && v.Addr().Type().Implements(textUnmarshaler) {
-		if n.Kind != yaml.ScalarNode {
-			return &lineError{n.Line, fmt.Sprintf("%s: expected a single value, got a %s", name, kindName(n))}
-		}
-		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
-			return &lineError{n.Line, fmt.Sprintf("%s: %v", name, err)}
-		}
-		return nil
-	}
-	switch v.Kind() {
-	case reflect.Struct:
-		if n.Kind != yaml.MappingNode {
-			return &lineError{n.Line, fmt.Sprintf("%s: expected a mapping of keys, got a %s", name, kindName(n))}
-		}
-		fields := map[string]int{}
-		var known []string
-		for i := 0; i < v.NumField(); i++ {
-			tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
-			if tag != "" && tag != "-" {
-				fields[tag] = i
-				known = append(known, tag)
-			}
-		}
-		if path == "" {
-			known = append(known, fromKey)
-		}
-		sort.Strings(known)
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, val := n.Content[i], n.Content[i+1]
-			idx, ok := fields[k.Value]
-			if !ok {
-				return &lineError{k.Line, fmt.Sprintf("unknown key %q in %s; known keys: %s", k.Value, name, strings.Join(known, ", "))}
-			}
-			if err := decodeNode(val, v.Field(idx), join(path, k.Value), lines); err != nil {
-				return err
-			}
-		}
-		return nil
-	case reflect.Slice:
-		if n.Kind != yaml.SequenceNode {
-			if n.Kind == yaml.ScalarNode && n.Value != "" {
-				// A single value where a list is expected: accept it as a list of one.
-				s := reflect.MakeSlice(v.Type(), 1, 1)
-				if err := decodeNode(n, s.Index(0), path, lines); err != nil {
-					return err
-				}
-				v.Set(s)
-				return nil
-			}
-			return &lineError{n.Line, fmt.Sprintf("%s: expected a list, got a %s", name, kindName(n))}
-		}
-		s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
-		for i, item := range n.Content {
-			if err := decodeNode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i), lines); err != nil {
-				return err
-			}
-		}
-		v.Set(s)
-		return nil
-	case reflect.Bool, reflect.Int:
-		if n.Kind != yaml.ScalarNode {
-			return &lineError{n.Line, fmt.Sprintf("%s: expected a single value, got a %s", name, kindName(n))}
-		}
-		if err := n.Decode(v.Addr().Interface()); err != nil {
-			want := "a whole number"
-			if v.Kind() == reflect.Bool {
-				want = "true or false"
-			}
-			return &lineError{n.Line, fmt.Sprintf("%s: %q is not %s", name, n.Value, want)}
-		}
-		return nil
-	}
-	return &lineError{n.Line, fmt.Sprintf("%s: cannot be set from YAML", name)}
-}
-
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
-func kindName(n *yaml.Node) string {
-	switch n.Kind {
-	case yaml.MappingNode:
-		return "mapping"
-	case yaml.SequenceNode:
-		return "list"
-	case yaml.AliasNode:
-		return "alias"
-	}
-	return "single value"
 }
 
 // YAML renders the policy as a complete YAML document with every key.

@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+
+	"github.com/idlegate/idlegate/internal/yamlx"
 )
 
 // Profile is a built-in model of a real middlebox: the values of a Policy that the box's
@@ -509,7 +511,7 @@ func walkKeys(v reflect.Value, path string, f func(string, reflect.Value)) {
 			if tag == "" || tag == "-" {
 				continue
 			}
-			walkKeys(v.Field(i), join(path, tag), f)
+			walkKeys(v.Field(i), yamlx.Join(path, tag), f)
 		}
 		return
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -14,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/idlegate/idlegate/internal/yamlx"
 	"github.com/idlegate/idlegate/policy"
 )
 
@@ -71,26 +71,27 @@ type Command struct {
 	Line int      `yaml:"-"`
 }
 
-func (c *Command) decodeYAML(n *yaml.Node, path string) error {
+// DecodeYAML reads a list of words or {sh: LINE} (yamlx.NodeDecoder).
+func (c *Command) DecodeYAML(n *yaml.Node, path string) error {
 	c.Line = n.Line
 	switch n.Kind {
 	case yaml.SequenceNode:
 		for _, w := range n.Content {
 			if w.Kind != yaml.ScalarNode {
-				return &lineError{w.Line, fmt.Sprintf("%s: each word of a command is a single value", path)}
+				return yamlx.Errorf(w.Line, "%s: each word of a command is a single value", path)
 			}
 			c.Argv = append(c.Argv, w.Value)
 		}
 	case yaml.MappingNode:
 		if len(n.Content) != 2 || n.Content[0].Value != "sh" || n.Content[1].Kind != yaml.ScalarNode {
-			return &lineError{n.Line, fmt.Sprintf("%s: a command is a list of words or {sh: \"shell line\"}", path)}
+			return yamlx.Errorf(n.Line, "%s: a command is a list of words or {sh: \"shell line\"}", path)
 		}
 		c.Sh = n.Content[1].Value
 	default:
-		return &lineError{n.Line, fmt.Sprintf("%s: a command is a list of words or {sh: \"shell line\"}, got a %s", path, kindName(n))}
+		return yamlx.Errorf(n.Line, "%s: a command is a list of words or {sh: \"shell line\"}, got %s", path, yamlx.KindName(n))
 	}
 	if len(c.Argv) == 0 && strings.TrimSpace(c.Sh) == "" {
-		return &lineError{n.Line, fmt.Sprintf("%s: empty command", path)}
+		return yamlx.Errorf(n.Line, "%s: empty command", path)
 	}
 	return nil
 }
@@ -240,8 +241,8 @@ func parse(file string, data []byte) (*Scenario, error) {
 		return nil, fmt.Errorf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	s := &Scenario{File: file, lines: map[string]int{}}
-	d := &decoder{lines: s.lines}
-	if err := d.decode(doc.Content[0], reflect.ValueOf(s).Elem(), ""); err != nil {
+	d := yamlx.Decoder{Name: "the scenario", Lines: s.lines, FollowAliases: true, UniqueKeys: true}
+	if err := d.Decode(doc.Content[0], s); err != nil {
 		return nil, err
 	}
 	if err := s.check(); err != nil {
@@ -257,7 +258,7 @@ func (s *Scenario) at(path, format string, a ...any) error {
 	p := path
 	for p != "" {
 		if line, ok := s.lines[p]; ok {
-			return &lineError{line, path + ": " + msg}
+			return &yamlx.Error{Line: line, Msg: path + ": " + msg}
 		}
 		i := strings.LastIndexAny(p, ".[")
 		if i < 0 {
@@ -477,7 +478,7 @@ func (s *Scenario) checkStep(path string, st *Step, procs map[string]*Process, s
 		p := *cur
 		for _, kv := range st.Set {
 			if err := p.Set(kv.Key, kv.Value); err != nil {
-				return &lineError{kv.Line, fmt.Sprintf("%s.set: %v", path, err)}
+				return yamlx.Errorf(kv.Line, "%s.set: %v", path, err)
 			}
 		}
 		if p.Capacity != cur.Capacity || p.NAT.Enabled != cur.NAT.Enabled {

@@ -2,12 +2,12 @@ package scenarios
 
 import (
 	"bytes"
-	"fmt"
 	"regexp"
 	"strconv"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/idlegate/idlegate/internal/yamlx"
 	"github.com/idlegate/idlegate/policy"
 )
 
@@ -22,7 +22,7 @@ func (s *Scenario) loadPolicy() (policy.Policy, error) {
 		n = nil
 	}
 	if n != nil && n.Kind != yaml.MappingNode {
-		return policy.Policy{}, &lineError{n.Line, fmt.Sprintf("policy: expected a mapping of policy keys, got a %s", kindName(n))}
+		return policy.Policy{}, yamlx.Errorf(n.Line, "policy: expected a mapping of policy keys, got %s", yamlx.KindName(n))
 	}
 	base := policy.Default()
 	if s.Profile != "" {
@@ -37,7 +37,7 @@ func (s *Scenario) loadPolicy() (policy.Policy, error) {
 		enc := yaml.NewEncoder(&buf)
 		enc.SetIndent(2)
 		if err := enc.Encode(n); err != nil {
-			return policy.Policy{}, &lineError{n.Line, fmt.Sprintf("policy: %v", err)}
+			return policy.Policy{}, yamlx.Errorf(n.Line, "policy: %v", err)
 		}
 		enc.Close()
 		var err error
@@ -61,12 +61,12 @@ var loadLine = regexp.MustCompile(`^line (\d+): (.*)$`)
 func relocate(err error, encoded []byte, orig *yaml.Node) error {
 	m := loadLine.FindStringSubmatch(err.Error())
 	if m == nil {
-		return &lineError{orig.Line, "policy: " + err.Error()}
+		return &yamlx.Error{Line: orig.Line, Msg: "policy: " + err.Error()}
 	}
 	n, _ := strconv.Atoi(m[1])
 	var re yaml.Node
 	if yaml.Unmarshal(encoded, &re) != nil || len(re.Content) == 0 {
-		return &lineError{orig.Line, "policy: " + m[2]}
+		return &yamlx.Error{Line: orig.Line, Msg: "policy: " + m[2]}
 	}
 	lines := map[int]int{}
 	mapLines(re.Content[0], orig, lines)
@@ -74,7 +74,7 @@ func relocate(err error, encoded []byte, orig *yaml.Node) error {
 	if !ok {
 		line = orig.Line
 	}
-	return &lineError{line, "policy: " + m[2]}
+	return &yamlx.Error{Line: line, Msg: "policy: " + m[2]}
 }
 
 // mapLines records, for each node of a (re-encoded) tree, the line of the same node

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idlegate/idlegate/internal/yamlx"
 	"github.com/idlegate/idlegate/policy"
 )
 
@@ -116,7 +117,7 @@ func PolicySummary(profile string, scale float64, p policy.Policy) string {
 			switch x := v.(type) {
 			case map[string]any:
 				for k, vv := range x {
-					walk(join(prefix, k), vv)
+					walk(yamlx.Join(prefix, k), vv)
 				}
 			default:
 				out[prefix] = fmt.Sprint(x)
