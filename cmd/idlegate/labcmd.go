@@ -88,6 +88,9 @@ func labUp(cmd *cobra.Command, o labUpOpts) error {
 	if err := checkScale(o.scale); err != nil {
 		return err
 	}
+	if o.mtu < 1280 || o.mtu > 65535 {
+		return usagef("--mtu %d: pick an MTU from 1280 (the IPv6 minimum) to 65535", o.mtu)
+	}
 	realPol, err := loadPolicyFrom(o.profile, o.config, o.sets)
 	if err != nil {
 		return err
