@@ -288,6 +288,11 @@ func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
 // header: its checksums are complete. one is the caller's scratch batch.
 func (g *Gateway) inject(one *[1][]byte, inj policy.Injected, now time.Time, pc *Pcap, comment string) {
 	dev, st := g.devs[inj.To], &g.stats[inj.To]
+	// Record before sending: once the packet is out, its receiver may react (and, say,
+	// stop the recording) before a record written afterwards would land.
+	if pc != nil {
+		pc.Write(inj.To, now, inj.Packet, comment)
+	}
 	one[0] = inj.Packet
 	g.wmu[inj.To].Lock()
 	_, err := dev.Write(one[:], 0)
@@ -300,9 +305,6 @@ func (g *Gateway) inject(one *[1][]byte, inj policy.Injected, now time.Time, pc 
 	st.txPackets.Add(1)
 	st.txBytes.Add(uint64(len(inj.Packet)))
 	st.injected.Add(1)
-	if pc != nil {
-		pc.Write(inj.To, now, inj.Packet, comment)
-	}
 }
 
 // tick sweeps expiries on the live clock and sends what reset_on_expire asks for.
