@@ -35,23 +35,7 @@ func newCtListCmd() *cobra.Command {
 		Example: "  sudo idlegate ct list\n  sudo idlegate ct list --name pool -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			cl, err := dialLab(name)
-			if err != nil {
-				return err
-			}
-			var rows []gateway.Conn
-			if err := cl.do("GET", "/v1/conntrack", nil, &rows); err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			if out == "json" {
-				return writeJSONOut(w, rows)
-			}
-			printConns(w, rows)
-			return nil
+			return queryLab(cmd.OutOrStdout(), name, out, "GET", "/v1/conntrack", nil, printConns)
 		},
 	}
 	nameFlag(c, &name)
@@ -68,7 +52,11 @@ func printConns(w io.Writer, rows []gateway.Conn) {
 			tupleString(r.Orig), tupleString(r.Reply), dash(r.NAT), r.Packets[0], r.Packets[1], r.Bytes[0], r.Bytes[1])
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "%d connections\n", len(rows))
+	if len(rows) == 1 {
+		fmt.Fprintln(w, "1 connection")
+	} else {
+		fmt.Fprintf(w, "%d connections\n", len(rows))
+	}
 }
 
 func tupleString(t gateway.Tuple) string {
@@ -87,6 +75,27 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// queryLab asks lab name's control API (method, path, body) and prints the answer:
+// as JSON with -o json, else through text.
+func queryLab[T any](w io.Writer, name, out, method, path string, body any, text func(io.Writer, T)) error {
+	if err := checkOutput(out); err != nil {
+		return err
+	}
+	cl, err := dialLab(name)
+	if err != nil {
+		return err
+	}
+	var v T
+	if err := cl.do(method, path, body, &v); err != nil {
+		return err
+	}
+	if out == "json" {
+		return writeJSONOut(w, v)
+	}
+	text(w, v)
+	return nil
 }
 
 func writeJSONOut(w io.Writer, v any) error {
@@ -189,22 +198,9 @@ func newCtFlushCmd() *cobra.Command {
 		Example: "  sudo idlegate ct flush",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			cl, err := dialLab(name)
-			if err != nil {
-				return err
-			}
-			var res map[string]int
-			if err := cl.do("POST", "/v1/flush", struct{}{}, &res); err != nil {
-				return err
-			}
-			if out == "json" {
-				return writeJSONOut(cmd.OutOrStdout(), res)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "flushed %d connections\n", res["flushed"])
-			return nil
+			return queryLab(cmd.OutOrStdout(), name, out, "POST", "/v1/flush", struct{}{}, func(w io.Writer, res map[string]int) {
+				fmt.Fprintf(w, "flushed %d connections\n", res["flushed"])
+			})
 		},
 	}
 	nameFlag(c, &name)
@@ -220,27 +216,13 @@ func newCtStatsCmd() *cobra.Command {
 		Example: "  sudo idlegate ct stats -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			cl, err := dialLab(name)
-			if err != nil {
-				return err
-			}
-			var st gateway.StatsJSON
-			if err := cl.do("GET", "/v1/stats", nil, &st); err != nil {
-				return err
-			}
-			w := cmd.OutOrStdout()
-			if out == "json" {
-				return writeJSONOut(w, st)
-			}
-			fmt.Fprintf(w, "uptime %.0fs, %d connections, %d NAT mappings, %d packets injected\n", st.Uptime, st.Entries, st.NATMaps, st.Injected)
-			fmt.Fprintf(w, "verdicts: %s\n", countsLine(st.Verdicts))
-			fmt.Fprintf(w, "reasons:  %s\n", countsLine(st.Reasons))
-			fmt.Fprintf(w, "inside:   rx %d pkts, tx %d pkts; outside: rx %d pkts, tx %d pkts\n",
-				st.Inside.RxPackets, st.Inside.TxPackets, st.Outside.RxPackets, st.Outside.TxPackets)
-			return nil
+			return queryLab(cmd.OutOrStdout(), name, out, "GET", "/v1/stats", nil, func(w io.Writer, st gateway.StatsJSON) {
+				fmt.Fprintf(w, "uptime %.0fs, %d connections, %d NAT mappings, %d packets injected\n", st.Uptime, st.Entries, st.NATMaps, st.Injected)
+				fmt.Fprintf(w, "verdicts: %s\n", countsLine(st.Verdicts))
+				fmt.Fprintf(w, "reasons:  %s\n", countsLine(st.Reasons))
+				fmt.Fprintf(w, "inside:   rx %d pkts, tx %d pkts; outside: rx %d pkts, tx %d pkts\n",
+					st.Inside.RxPackets, st.Inside.TxPackets, st.Outside.RxPackets, st.Outside.TxPackets)
+			})
 		},
 	}
 	nameFlag(c, &name)
