@@ -2,14 +2,14 @@ package policy
 
 import (
 	"bytes"
-	"net"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/idlegate/idlegate/internal/pkttest"
 )
 
 // Test addresses: the lab's.
@@ -23,40 +23,11 @@ var (
 	t0      = time.Unix(1_000_000, 0)
 )
 
-func ipLayer(src, dst netip.Addr, proto layers.IPProtocol) gopacket.NetworkLayer {
-	if src.Is4() {
-		return &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: net.IP(src.AsSlice()), DstIP: net.IP(dst.AsSlice())}
-	}
-	return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: net.IP(src.AsSlice()), DstIP: net.IP(dst.AsSlice())}
-}
-
-func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
-	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
-}
-
-// tcp builds a TCP segment; flags is a string of S, A, F, R, P.
-func tcp(t testing.TB, src, dst netip.AddrPort, flags string, seq, ack uint32, payload string) []byte {
-	t.Helper()
-	ip := ipLayer(src.Addr(), dst.Addr(), layers.IPProtocolTCP)
-	tc := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: seq, Ack: ack, Window: 65000,
-		SYN: strings.Contains(flags, "S"), ACK: strings.Contains(flags, "A"), FIN: strings.Contains(flags, "F"),
-		RST: strings.Contains(flags, "R"), PSH: strings.Contains(flags, "P")}
-	tc.SetNetworkLayerForChecksum(ip)
-	return serialize(t, ip.(gopacket.SerializableLayer), tc, gopacket.Payload(payload))
-}
-
-func udp(t testing.TB, src, dst netip.AddrPort, payload string) []byte {
-	t.Helper()
-	ip := ipLayer(src.Addr(), dst.Addr(), layers.IPProtocolUDP)
-	u := &layers.UDP{SrcPort: layers.UDPPort(src.Port()), DstPort: layers.UDPPort(dst.Port())}
-	u.SetNetworkLayerForChecksum(ip)
-	return serialize(t, ip.(gopacket.SerializableLayer), u, gopacket.Payload(payload))
-}
+// Packet builders: gopacket, independent of the packet package under test.
+var (
+	tcp = pkttest.TCP
+	udp = pkttest.UDP
+)
 
 func ping4(t testing.TB, src, dst netip.Addr, reply bool, id, seq uint16) []byte {
 	t.Helper()
@@ -64,7 +35,7 @@ func ping4(t testing.TB, src, dst netip.Addr, reply bool, id, seq uint16) []byte
 	if reply {
 		typ = layers.ICMPv4TypeEchoReply
 	}
-	return serialize(t, ipLayer(src, dst, layers.IPProtocolICMPv4).(gopacket.SerializableLayer),
+	return pkttest.Serialize(t, pkttest.IPLayer(src, dst, layers.IPProtocolICMPv4).(gopacket.SerializableLayer),
 		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(typ, 0), Id: id, Seq: seq}, gopacket.Payload("ping"))
 }
 

@@ -3,9 +3,7 @@ package replay
 import (
 	"bytes"
 	"encoding/binary"
-	"net"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/idlegate/idlegate/internal/pkttest"
 	"github.com/idlegate/idlegate/policy"
 )
 
@@ -43,38 +42,11 @@ type capture struct {
 
 func newCapture(t testing.TB) *capture { return &capture{t: t} }
 
-func ipLayer(src, dst netip.Addr, proto layers.IPProtocol) gopacket.NetworkLayer {
-	if src.Is4() {
-		return &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: net.IP(src.AsSlice()), DstIP: net.IP(dst.AsSlice())}
-	}
-	return &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: net.IP(src.AsSlice()), DstIP: net.IP(dst.AsSlice())}
-}
-
-func serialize(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
-	t.Helper()
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
-}
-
-// tcpPkt builds a TCP segment; flags is a string of S, A, F, R, P.
-func tcpPkt(t testing.TB, src, dst netip.AddrPort, flags string, seq, ack uint32, payload string) []byte {
-	ip := ipLayer(src.Addr(), dst.Addr(), layers.IPProtocolTCP)
-	tc := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), Seq: seq, Ack: ack, Window: 65000,
-		SYN: strings.Contains(flags, "S"), ACK: strings.Contains(flags, "A"), FIN: strings.Contains(flags, "F"),
-		RST: strings.Contains(flags, "R"), PSH: strings.Contains(flags, "P")}
-	tc.SetNetworkLayerForChecksum(ip)
-	return serialize(t, ip.(gopacket.SerializableLayer), tc, gopacket.Payload(payload))
-}
-
-func udpPkt(t testing.TB, src, dst netip.AddrPort, payload string) []byte {
-	ip := ipLayer(src.Addr(), dst.Addr(), layers.IPProtocolUDP)
-	u := &layers.UDP{SrcPort: layers.UDPPort(src.Port()), DstPort: layers.UDPPort(dst.Port())}
-	u.SetNetworkLayerForChecksum(ip)
-	return serialize(t, ip.(gopacket.SerializableLayer), u, gopacket.Payload(payload))
-}
+// Packet builders: gopacket, independent of the packet package under test.
+var (
+	tcpPkt = pkttest.TCP
+	udpPkt = pkttest.UDP
+)
 
 func (c *capture) add(at time.Duration, ip []byte) int {
 	c.pkts = append(c.pkts, capPkt{at: at, ip: ip})
