@@ -1,31 +1,16 @@
 package policy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/idlegate/idlegate/internal/yamlx"
 )
-
-// LoadFile reads a policy from a YAML file. Keys it does not set keep Default's values.
-func LoadFile(path string) (Policy, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Policy{}, fmt.Errorf("read policy: %w", err)
-	}
-	p, err := Load(bytes.NewReader(b))
-	if err != nil {
-		return Policy{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return p, nil
-}
 
 // Load reads a policy from YAML over Default. An unknown key, a value of the wrong
 // kind or an unusable value is an error naming the key and its line.
@@ -45,19 +30,6 @@ func LoadOver(base Policy, r io.Reader) (Policy, error) {
 	p.NAT.Outside = append([]netip.Addr(nil), base.NAT.Outside...)
 	if err := p.apply(r); err != nil {
 		return Policy{}, err
-	}
-	return p, nil
-}
-
-// LoadFileOver is LoadFile starting from base instead of Default.
-func LoadFileOver(base Policy, path string) (Policy, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Policy{}, fmt.Errorf("read policy: %w", err)
-	}
-	p, err := LoadOver(base, bytes.NewReader(b))
-	if err != nil {
-		return Policy{}, fmt.Errorf("%s: %w", path, err)
 	}
 	return p, nil
 }

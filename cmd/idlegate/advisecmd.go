@@ -2,42 +2,11 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/idlegate/idlegate/policy"
 )
-
-// loadPolicyFrom builds a policy from a built-in profile (or Linux's defaults when
-// profile is ""), then the policy file over it, then --set overrides. Mistakes are
-// usage errors.
-func loadPolicyFrom(profile, config string, sets []string) (policy.Policy, error) {
-	p := policy.Default()
-	if profile != "" {
-		pr, err := policy.LookupProfile(strings.TrimSpace(profile))
-		if err != nil {
-			return p, usagef("--profile: %v", err)
-		}
-		p = pr.Policy()
-	}
-	if config != "" {
-		var err error
-		if p, err = policy.LoadFileOver(p, config); err != nil {
-			return p, usageError{err}
-		}
-	}
-	for _, kv := range sets {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
-			return p, usagef("--set %q is not KEY=VALUE, e.g. --set timeouts.tcp.established=10s", kv)
-		}
-		if err := p.Set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
-			return p, usageError{fmt.Errorf("--set %s: %w", kv, err)}
-		}
-	}
-	return p, nil
-}
 
 func newAdviseCmd() *cobra.Command {
 	var profile, config, out string

@@ -76,11 +76,6 @@ name are removed first.`,
 	return c
 }
 
-// loadPolicy reads --config and applies --set overrides.
-func loadPolicy(config string, sets []string) (policy.Policy, error) {
-	return loadPolicyFrom("", config, sets)
-}
-
 func labUp(cmd *cobra.Command, o labUpOpts) error {
 	if err := lab.CheckName(o.name); err != nil {
 		return usageError{err}

@@ -78,7 +78,7 @@ func runReplay(cmd *cobra.Command, capture string, o replayOpts) error {
 		profs = append(profs, replay.Profile{Name: pr.Name, Policy: pr.Policy()})
 	}
 	if o.config != "" {
-		p, err := policy.LoadFile(o.config)
+		p, err := readPolicyFile(policy.Default(), o.config)
 		if err != nil {
 			return usageError{err}
 		}
