@@ -334,12 +334,25 @@ func (e *Engine) emitVerdict(res *Result, dir Dir, now time.Time) {
 		ev.Orig = wireKey(&res.Info)
 		ev.Reply = ev.Orig.Reply()
 	}
-	ev.Detail = dir.String() + " " + res.Reason.String()
+	ka := 0
 	if res.Conn.Keepalive {
-		ev.Detail += " keepalive"
+		ka = 1
 	}
+	ev.Detail = verdictDetails[dir][res.Reason][ka]
 	e.table.Emit(ev)
 }
+
+// verdictDetails are a VERDICT event's Detail strings, "<direction> <reason>" plus
+// " keepalive" for a probe, built once so that emitting one allocates nothing.
+var verdictDetails = func() (d [2][numReasons][2]string) {
+	for dir := range d {
+		for r := range d[dir] {
+			d[dir][r][0] = Dir(dir).String() + " " + Reason(r).String()
+			d[dir][r][1] = d[dir][r][0] + " keepalive"
+		}
+	}
+	return d
+}()
 
 func (e *Engine) processLocked(pkt []byte, dir Dir, now time.Time, res *Result) {
 	p := &res.Info

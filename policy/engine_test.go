@@ -378,3 +378,26 @@ func BenchmarkEngineEstablished(b *testing.B) {
 		})
 	}
 }
+
+func TestVerdictEventsDoNotAllocate(t *testing.T) {
+	r := newRig(t, func(p *Policy) { p.VerdictEvents = true })
+	sub := r.e.Table().Subscribe(1 << 14)
+	defer sub.Close()
+	r.handshake(cli, srv)
+	pkt := tcp(t, cli, srv, "PA", 1003, 5001, "data")
+	buf := make([]byte, len(pkt))
+	allocs := testing.AllocsPerRun(1000, func() {
+		copy(buf, pkt)
+		r.e.Process(buf, Outbound, r.now, r.res)
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocs per packet with verdict events on", allocs)
+	}
+	var last conntrack.Event
+	for len(sub.C) > 0 {
+		last = <-sub.C
+	}
+	if last.Type != conntrack.EventVerdict || last.Detail != "outbound tracked" || last.Verdict != "forward" {
+		t.Fatalf("last event %+v", last)
+	}
+}
