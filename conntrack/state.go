@@ -85,6 +85,20 @@ const (
 	numSegClasses
 )
 
+// CanOpen reports whether a TCP segment with these flags may create an entry: a SYN
+// without ACK always; a segment of the ACK class (ACK without SYN, FIN or RST) only
+// as a mid-stream pickup (Linux's tcp_new with nf_conntrack_tcp_loose=1). Create
+// applies exactly this rule, so a caller can ask before allocating anything.
+func CanOpen(flags uint8, pickup bool) bool {
+	switch segmentClass(flags) {
+	case segSYN:
+		return true
+	case segACK:
+		return pickup
+	}
+	return false
+}
+
 func segmentClass(flags uint8) int {
 	switch {
 	case flags&flagRST != 0:

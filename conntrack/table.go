@@ -354,14 +354,13 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool) Result 
 	}
 	state := TCPNone
 	if p.Key.Proto == ProtoTCP {
-		switch cls := segmentClass(p.TCPFlags); {
-		case cls == segSYN:
-			state = TCPSynSent
-		case cls == segACK && pickup:
-			state = TCPEstablished
-		default:
+		if !CanOpen(p.TCPFlags, pickup) {
 			t.stats.Invalid++
 			return Result{Status: Invalid}
+		}
+		state = TCPEstablished // a pickup
+		if segmentClass(p.TCPFlags) == segSYN {
+			state = TCPSynSent
 		}
 	}
 	if t.slab.live >= t.cfg.Capacity && !t.makeRoomLocked(ns) {

@@ -233,9 +233,7 @@ func (e *Engine) Table() *conntrack.Table { return e.table }
 func (e *Engine) Policy() Policy {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	p := e.pol
-	p.NAT.Outside = append([]netip.Addr(nil), p.NAT.Outside...)
-	return p
+	return e.pol.clone()
 }
 
 // SetPolicy changes the policy of a running engine. Timeouts, refresh rule, on_full,
@@ -256,7 +254,7 @@ func (e *Engine) SetPolicy(p Policy) error {
 	e.table.SetTimeouts(p.Timeouts.ConntrackTimeouts())
 	e.table.SetRefresh(conntrack.Refresh(p.Refresh))
 	e.table.SetOnFull(conntrack.OnFull(p.OnFull))
-	e.pol = p
+	e.pol = p.clone()
 	return nil
 }
 
@@ -283,19 +281,32 @@ func (e *Engine) Flush(now time.Time) int {
 // Tick reports expiries due at now (the table's bounded sweep) and returns, appended
 // to out, the RSTs reset_on_expire sends for them. Call it every few tens of
 // milliseconds on a live clock; offline, call it before each packet.
+//
+// Everything due is swept before Tick returns, in chunks of sweepChunk entries with
+// the engine lock released between them, so that a mass expiry (a timeout shrunk
+// live, a million flows idle at once) never stalls the packet path for long.
 func (e *Engine) Tick(now time.Time, out []Injected) []Injected {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for e.table.Sweep(now, 4096) == 4096 {
+	for {
+		e.mu.Lock()
+		n := e.table.Sweep(now, sweepChunk)
+		// Collect this chunk's RSTs under the same lock: a Process call in between
+		// would otherwise take them into its Result, which holds only maxInject.
+		for _, p := range e.pending {
+			out = append(out, Injected{To: p.To, Packet: append([]byte(nil), p.Packet...)})
+		}
+		e.stats.Injected += uint64(len(e.pending))
+		e.pending = e.pending[:0]
+		if n < sweepChunk {
+			e.frags.expire(now)
+			e.mu.Unlock()
+			return out
+		}
+		e.mu.Unlock()
 	}
-	for _, p := range e.pending {
-		out = append(out, Injected{To: p.To, Packet: append([]byte(nil), p.Packet...)})
-	}
-	e.stats.Injected += uint64(len(e.pending))
-	e.pending = e.pending[:0]
-	e.frags.expire(now)
-	return out
 }
+
+// sweepChunk bounds the expiries one lock hold handles (about 1.5 ms of work).
+const sweepChunk = 4096
 
 // Process decides the fate of pkt, which arrived in direction dir at time now, and
 // writes the outcome to res. pkt may be rewritten in place (NAT). The forward path of
@@ -442,13 +453,11 @@ func (e *Engine) trackLocked(pkt []byte, p *packet.Info, dir Dir, now time.Time,
 func (e *Engine) mayOpen(p *packet.Info, dir Dir) (open, pickup bool) {
 	switch p.Proto {
 	case packet.ProtoTCP:
-		if p.TCPFlags&packet.TCPRst != 0 {
-			return false, false
-		}
-		if p.TCPFlags&(packet.TCPSyn|packet.TCPAck|packet.TCPFin) == packet.TCPSyn {
+		if conntrack.CanOpen(p.TCPFlags, false) {
 			return true, false
 		}
-		return e.pol.Orphan == OrphanPickup, true
+		pickup := e.pol.Orphan == OrphanPickup
+		return pickup && conntrack.CanOpen(p.TCPFlags, true), true
 	case packet.ProtoUDP:
 		if dir == Outbound {
 			return true, false
@@ -492,18 +501,7 @@ func (e *Engine) newLocked(pkt []byte, p *packet.Info, dir Dir, now time.Time, r
 	}
 	r := e.table.Create(&e.cp, now, reply, pickup)
 	res.Conn = r
-	switch r.Status {
-	case conntrack.Created:
-	case conntrack.Hit, conntrack.Invalid:
-		// The tuple came alive between Track and Create (a reopening SYN).
-		e.translate(pkt, p, &r)
-		res.Verdict, res.Reason = Forward, ReasonTracked
-		return
-	case conntrack.Clash:
-		res.Verdict, res.Reason = Drop, ReasonNATNoPorts
-		return
-	default:
-		res.Verdict, res.Reason = Drop, ReasonTableFull
+	if !e.created(pkt, p, dir, res, &r) {
 		return
 	}
 	if natted {
@@ -513,11 +511,35 @@ func (e *Engine) newLocked(pkt []byte, p *packet.Info, dir Dir, now time.Time, r
 		e.perSource[src]++
 		e.counted[r.Orig] = src
 	}
-	e.translate(pkt, p, &r)
+	if !e.translate(pkt, p, &r) {
+		res.Verdict, res.Reason = Drop, ReasonNATNoAddress
+		return
+	}
 	res.Verdict, res.Reason = Forward, ReasonNew
 	if pickup {
 		res.Reason = ReasonPickup
 	}
+}
+
+// created checks the outcome of Create and, unless an entry was created, sets the
+// verdict: the table was full, the reply tuple was taken (NAT), or the table found
+// the packet unfit to open a connection (an orphan after all). Never forward then:
+// there is no entry to translate by.
+func (e *Engine) created(pkt []byte, p *packet.Info, dir Dir, res *Result, r *conntrack.Result) bool {
+	switch r.Status {
+	case conntrack.Created:
+		return true
+	case conntrack.Full:
+		res.Verdict, res.Reason = Drop, ReasonTableFull
+	case conntrack.Clash:
+		res.Verdict, res.Reason = Drop, ReasonNATNoPorts
+	default:
+		// Track found no entry under e.mu, so Create cannot find one either; mayOpen
+		// and Create share conntrack.CanOpen, so this is a packet that may not open.
+		res.Conn = conntrack.Result{}
+		e.orphanLocked(pkt, p, dir, res, ReasonOrphan)
+	}
+	return false
 }
 
 // inboundNATLocked handles an inbound packet of no live connection under NAT: only a
@@ -537,15 +559,21 @@ func (e *Engine) inboundNATLocked(pkt []byte, p *packet.Info, now time.Time, res
 		e.orphanLocked(pkt, p, Inbound, res, ReasonOrphan)
 		return
 	}
-	reply := conntrack.MakeKey(p.Proto, m.inside, netip.AddrPortFrom(p.Src, wireKey(p).SrcPort))
+	remotePort := wireKey(p).SrcPort
+	if p.ICMPEcho {
+		remotePort = m.inside.Port() // an echo tuple carries the id in both port fields
+	}
+	reply := conntrack.MakeKey(p.Proto, m.inside, netip.AddrPortFrom(p.Src, remotePort))
 	r := e.table.Create(&e.cp, now, reply, pickup)
 	res.Conn = r
-	if r.Status != conntrack.Created {
-		res.Verdict, res.Reason = Drop, ReasonTableFull
+	if !e.created(pkt, p, Inbound, res, &r) {
 		return
 	}
 	e.nat.addRef(m, p.Src)
-	e.translate(pkt, p, &r)
+	if !e.translate(pkt, p, &r) {
+		res.Verdict, res.Reason = Drop, ReasonNATNoAddress
+		return
+	}
 	res.Verdict, res.Reason = Forward, ReasonNew
 }
 
@@ -620,9 +648,6 @@ func (e *Engine) relatedLocked(pkt []byte, p *packet.Info, dir Dir, now time.Tim
 	}
 	in := p.Inner
 	inner := conntrack.MakeKey(in.Proto, netip.AddrPortFrom(in.Src, in.SrcPort), netip.AddrPortFrom(in.Dst, in.DstPort))
-	if in.Proto == packet.ProtoICMP || in.Proto == packet.ProtoICMPv6 {
-		inner.Proto = in.Proto
-	}
 	// A plain entry owns both directions of its tuple; a NAT entry owns exactly its
 	// original and reply tuples, of which the quoted packet is one's inverse.
 	ref, _, ok := e.table.Lookup(inner, now)

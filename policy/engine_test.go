@@ -401,3 +401,37 @@ func TestVerdictEventsDoNotAllocate(t *testing.T) {
 		t.Fatalf("last event %+v", last)
 	}
 }
+
+// A segment Linux would not pick up (FIN|ACK: tcp_new finds it invalid) must not be
+// forwarded once its connection is gone, translated or not.
+func TestPickupRefusesWhatConntrackRefuses(t *testing.T) {
+	for _, nat := range []bool{false, true} {
+		r := newRig(t, func(p *Policy) {
+			p.Orphan = OrphanPickup
+			p.NAT = NAT{Enabled: nat, Outside: []netip.Addr{out4}, Ports: PortRange{20000, 20100}}
+		})
+		r.handshake(cli, srv)
+		r.advance(6 * time.Second)
+		r.send(tcp(t, cli, srv, "FA", 1003, 5001, ""), Outbound, Drop, ReasonOrphan)
+		r.send(tcp(t, cli, srv, "A", 1003, 5001, ""), Outbound, Forward, ReasonPickup)
+	}
+}
+
+// An echo request arriving through an endpoint-independent mapping opens a flow
+// whose reply (the inside host's echo reply) finds it.
+func TestNATInboundEchoThroughMapping(t *testing.T) {
+	r := newRig(t, func(p *Policy) {
+		p.NAT = NAT{Enabled: true, Outside: []netip.Addr{out4}, Ports: PortRange{20000, 20100}, Filtering: EndpointIndependent}
+	})
+	res := r.send(ping4(t, client4, server4, false, 7, 1), Outbound, Forward, ReasonNew)
+	id := decode(t, res.Packet).icmp4.Id
+	other := netip.MustParseAddr("198.19.0.3")
+	res = r.send(ping4(t, other, out4, false, id, 9), Inbound, Forward, ReasonNew)
+	if d := decode(t, res.Packet); d.dst != client4 || d.icmp4.Id != 7 {
+		t.Fatalf("inbound echo reached %s id %d", d.dst, d.icmp4.Id)
+	}
+	res = r.send(ping4(t, client4, other, true, 7, 9), Outbound, Forward, ReasonTracked)
+	if d := decode(t, res.Packet); d.src != out4 || d.icmp4.Id != id {
+		t.Fatalf("echo reply left as %s id %d", d.src, d.icmp4.Id)
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -26,8 +25,7 @@ func Load(r io.Reader) (Policy, error) {
 // LoadOver is Load starting from base instead of Default (a `from:` key still
 // replaces base with its profile).
 func LoadOver(base Policy, r io.Reader) (Policy, error) {
-	p := base
-	p.NAT.Outside = append([]netip.Addr(nil), base.NAT.Outside...)
+	p := base.clone()
 	if err := p.apply(r); err != nil {
 		return Policy{}, err
 	}
@@ -53,8 +51,7 @@ func (p *Policy) Set(key, value string) error {
 	b.WriteString(" ")
 	b.WriteString(value)
 	b.WriteString("\n")
-	q := *p
-	q.NAT.Outside = append([]netip.Addr(nil), p.NAT.Outside...)
+	q := p.clone()
 	if err := q.apply(strings.NewReader(b.String())); err != nil {
 		// The one-line document makes line numbers meaningless; name the key instead.
 		var le *yamlx.Error

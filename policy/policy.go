@@ -115,6 +115,12 @@ func Default() Policy {
 	}
 }
 
+// clone is a copy that shares no slice with p.
+func (p Policy) clone() Policy {
+	p.NAT.Outside = append([]netip.Addr(nil), p.NAT.Outside...)
+	return p
+}
+
 // ConntrackTimeouts converts the policy's timeouts to the table's.
 func (t Timeouts) ConntrackTimeouts() conntrack.Timeouts {
 	var c conntrack.Timeouts

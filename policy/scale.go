@@ -38,8 +38,7 @@ func (p Policy) Scale(f float64) (Policy, error) {
 	if err := CheckScale(f); err != nil {
 		return p, err
 	}
-	q := p
-	q.NAT.Outside = append(q.NAT.Outside[:0:0], p.NAT.Outside...)
+	q := p.clone()
 	for _, d := range q.durations() {
 		*d = Duration(ScaleDuration(time.Duration(*d), f))
 	}
