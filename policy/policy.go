@@ -86,23 +86,7 @@ type NAT struct {
 // any packet refreshes, orphans dropped silently, no NAT.
 func Default() Policy {
 	return Policy{
-		Timeouts: Timeouts{
-			TCP: TCPTimeouts{
-				SynSent:     Duration(120 * time.Second),
-				SynRecv:     Duration(60 * time.Second),
-				Established: Duration(432000 * time.Second),
-				FinWait:     Duration(120 * time.Second),
-				CloseWait:   Duration(60 * time.Second),
-				LastAck:     Duration(30 * time.Second),
-				TimeWait:    Duration(120 * time.Second),
-				Close:       Duration(10 * time.Second),
-				SynSent2:    Duration(120 * time.Second),
-			},
-			UDP:       Duration(30 * time.Second),
-			UDPStream: Duration(120 * time.Second),
-			ICMP:      Duration(30 * time.Second),
-			Generic:   Duration(600 * time.Second),
-		},
+		Timeouts: fromConntrack(conntrack.DefaultTimeouts()),
 		Capacity: 262144, // nf_conntrack_max on a machine above 4 GiB of RAM
 		OnFull:   OnFull(conntrack.EarlyDrop),
 		Refresh:  Refresh(conntrack.RefreshAny),
@@ -121,24 +105,46 @@ func (p Policy) clone() Policy {
 	return p
 }
 
+// timeoutFields ties each policy timeout to its YAML key and to the table's
+// timeout it sets: one list for converting, defaulting, validating and scaling.
+var timeoutFields = []struct {
+	key   string
+	field func(*Timeouts) *Duration
+	table func(*conntrack.Timeouts) *time.Duration
+}{
+	{"timeouts.tcp.syn_sent", func(t *Timeouts) *Duration { return &t.TCP.SynSent }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPSynSent] }},
+	{"timeouts.tcp.syn_recv", func(t *Timeouts) *Duration { return &t.TCP.SynRecv }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPSynRecv] }},
+	{"timeouts.tcp.established", func(t *Timeouts) *Duration { return &t.TCP.Established }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPEstablished] }},
+	{"timeouts.tcp.fin_wait", func(t *Timeouts) *Duration { return &t.TCP.FinWait }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPFinWait] }},
+	{"timeouts.tcp.close_wait", func(t *Timeouts) *Duration { return &t.TCP.CloseWait }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPCloseWait] }},
+	{"timeouts.tcp.last_ack", func(t *Timeouts) *Duration { return &t.TCP.LastAck }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPLastAck] }},
+	{"timeouts.tcp.time_wait", func(t *Timeouts) *Duration { return &t.TCP.TimeWait }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPTimeWait] }},
+	{"timeouts.tcp.close", func(t *Timeouts) *Duration { return &t.TCP.Close }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPClose] }},
+	{"timeouts.tcp.syn_sent2", func(t *Timeouts) *Duration { return &t.TCP.SynSent2 }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPSynSent2] }},
+	{"timeouts.udp", func(t *Timeouts) *Duration { return &t.UDP }, func(c *conntrack.Timeouts) *time.Duration { return &c.UDPUnreplied }},
+	{"timeouts.udp_stream", func(t *Timeouts) *Duration { return &t.UDPStream }, func(c *conntrack.Timeouts) *time.Duration { return &c.UDPReplied }},
+	{"timeouts.icmp", func(t *Timeouts) *Duration { return &t.ICMP }, func(c *conntrack.Timeouts) *time.Duration { return &c.ICMP }},
+	{"timeouts.generic", func(t *Timeouts) *Duration { return &t.Generic }, func(c *conntrack.Timeouts) *time.Duration { return &c.Generic }},
+}
+
 // ConntrackTimeouts converts the policy's timeouts to the table's.
 func (t Timeouts) ConntrackTimeouts() conntrack.Timeouts {
 	var c conntrack.Timeouts
-	c.TCP[conntrack.TCPNone] = time.Duration(t.TCP.SynSent)
-	c.TCP[conntrack.TCPSynSent] = time.Duration(t.TCP.SynSent)
-	c.TCP[conntrack.TCPSynRecv] = time.Duration(t.TCP.SynRecv)
-	c.TCP[conntrack.TCPEstablished] = time.Duration(t.TCP.Established)
-	c.TCP[conntrack.TCPFinWait] = time.Duration(t.TCP.FinWait)
-	c.TCP[conntrack.TCPCloseWait] = time.Duration(t.TCP.CloseWait)
-	c.TCP[conntrack.TCPLastAck] = time.Duration(t.TCP.LastAck)
-	c.TCP[conntrack.TCPTimeWait] = time.Duration(t.TCP.TimeWait)
-	c.TCP[conntrack.TCPClose] = time.Duration(t.TCP.Close)
-	c.TCP[conntrack.TCPSynSent2] = time.Duration(t.TCP.SynSent2)
-	c.UDPUnreplied = time.Duration(t.UDP)
-	c.UDPReplied = time.Duration(t.UDPStream)
-	c.ICMP = time.Duration(t.ICMP)
-	c.Generic = time.Duration(t.Generic)
+	for _, f := range timeoutFields {
+		*f.table(&c) = time.Duration(*f.field(&t))
+	}
+	// No entry is ever in NONE; Linux keeps its timeout equal to SYN_SENT's.
+	c.TCP[conntrack.TCPNone] = c.TCP[conntrack.TCPSynSent]
 	return c
+}
+
+// fromConntrack is the policy form of the table's timeouts.
+func fromConntrack(c conntrack.Timeouts) Timeouts {
+	var t Timeouts
+	for _, f := range timeoutFields {
+		*f.field(&t) = Duration(*f.table(&c))
+	}
+	return t
 }
 
 // Duration is a time.Duration written as "350s", "4m", "2h4m" or "5d" in YAML and JSON.
@@ -330,27 +336,9 @@ func (e *fieldError) Error() string { return e.path + ": " + e.msg }
 
 // Validate reports the first key whose value is not usable.
 func (p *Policy) Validate() error {
-	ds := []struct {
-		path string
-		d    Duration
-	}{
-		{"timeouts.tcp.syn_sent", p.Timeouts.TCP.SynSent},
-		{"timeouts.tcp.syn_recv", p.Timeouts.TCP.SynRecv},
-		{"timeouts.tcp.established", p.Timeouts.TCP.Established},
-		{"timeouts.tcp.fin_wait", p.Timeouts.TCP.FinWait},
-		{"timeouts.tcp.close_wait", p.Timeouts.TCP.CloseWait},
-		{"timeouts.tcp.last_ack", p.Timeouts.TCP.LastAck},
-		{"timeouts.tcp.time_wait", p.Timeouts.TCP.TimeWait},
-		{"timeouts.tcp.close", p.Timeouts.TCP.Close},
-		{"timeouts.tcp.syn_sent2", p.Timeouts.TCP.SynSent2},
-		{"timeouts.udp", p.Timeouts.UDP},
-		{"timeouts.udp_stream", p.Timeouts.UDPStream},
-		{"timeouts.icmp", p.Timeouts.ICMP},
-		{"timeouts.generic", p.Timeouts.Generic},
-	}
-	for _, d := range ds {
-		if d.d <= 0 {
-			return &fieldError{d.path, fmt.Sprintf("timeout must be positive, got %s", time.Duration(d.d))}
+	for _, f := range timeoutFields {
+		if d := *f.field(&p.Timeouts); d <= 0 {
+			return &fieldError{f.key, fmt.Sprintf("timeout must be positive, got %s", time.Duration(d))}
 		}
 	}
 	if p.Capacity <= 0 {

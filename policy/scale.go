@@ -47,12 +47,11 @@ func (p Policy) Scale(f float64) (Policy, error) {
 
 // durations points at every timeout of p.
 func (p *Policy) durations() []*Duration {
-	t := &p.Timeouts
-	return []*Duration{
-		&t.TCP.SynSent, &t.TCP.SynRecv, &t.TCP.Established, &t.TCP.FinWait, &t.TCP.CloseWait,
-		&t.TCP.LastAck, &t.TCP.TimeWait, &t.TCP.Close, &t.TCP.SynSent2,
-		&t.UDP, &t.UDPStream, &t.ICMP, &t.Generic,
+	ds := make([]*Duration, len(timeoutFields))
+	for i, f := range timeoutFields {
+		ds[i] = f.field(&p.Timeouts)
 	}
+	return ds
 }
 
 // FormatScaled prints a real duration as it runs under scale f: "3.5s (real 350s)",
