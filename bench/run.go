@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"reflect"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -30,8 +29,8 @@ type Config struct {
 	Flows      int
 	FloodLimit time.Duration // longest flood
 	MTU        int           // of both paths
-	// Device forces the lab's TUN device ("water", "fast") through a Device field
-	// of lab.Config; "" takes the lab's own choice.
+	// Device forces the lab's TUN device (lab.DeviceFast, lab.DeviceWater); ""
+	// takes the lab's own choice.
 	Device       string
 	LabName      string // the lab's name (its namespaces are NAME-client, NAME-server)
 	KernelPrefix string // the kernel topology's namespaces are PREFIX-client, -router, -server
@@ -51,9 +50,9 @@ type path struct {
 	name               string // "idlegate" or "kernel"
 	clientNS, serverNS string
 	clientLink         string
-	count              func() (int, error) // entries in its connection table
-	flush              func() error        // forget every connection
-	floodTarget        func(base int) (int, error)
+	count              func() (int, error)   // entries in its connection table
+	flush              func() error          // forget every connection
+	floodTarget        func(base int) int    // flows the flood adds to base
 	memBefore, memNow  func() (int64, error) // for bytes per tracked flow
 	rss                func() (int64, error) // the gateway's resident memory; nil for the kernel
 }
@@ -93,10 +92,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	pol := policy.Default()
 	pol.Capacity = cfg.Flows
 	pol.Timeouts.UDP = policy.Duration(10 * time.Minute)
-	labCfg, err := labConfig(cfg.LabName, cfg.MTU, cfg.Device)
-	if err != nil {
-		return nil, err
-	}
+	labCfg := lab.Config{Name: cfg.LabName, MTU: cfg.MTU, Device: cfg.Device}
 	fmt.Fprintf(log, "bench: lab %s up (MTU %d, capacity %d)\n", cfg.LabName, cfg.MTU, cfg.Flows)
 	run, err := gateway.StartLab(ctx, labCfg, pol, gateway.LabOptions{})
 	if err != nil {
@@ -121,18 +117,16 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 
-	res.Env = environment(cfg, deviceName(run.Lab))
+	res.Env = environment(cfg, run.Lab.Device)
 
 	var rssBase int64 // before the first flood, after a GC
 	eng := run.Engine
 	ig := &path{
 		name: "idlegate", clientNS: run.Lab.Client.Namespace, serverNS: run.Lab.Server.Namespace,
-		clientLink: lab.LinkName,
-		count:      func() (int, error) { return eng.Table().Len(), nil },
-		flush:      func() error { eng.Flush(time.Now()); return nil },
-		floodTarget: func(base int) (int, error) {
-			return cfg.Flows - base, nil
-		},
+		clientLink:  lab.LinkName,
+		count:       func() (int, error) { return eng.Table().Len(), nil },
+		flush:       func() error { eng.Flush(time.Now()); return nil },
+		floodTarget: func(base int) int { return cfg.Flows - base },
 		memBefore: func() (int64, error) {
 			if rssBase == 0 {
 				runtime.GC()
@@ -150,10 +144,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		name: "kernel", clientNS: k.Client, serverNS: k.Server, clientLink: KernelLink,
 		count: ctRead,
 		flush: k.FlushConntrack,
-		floodTarget: func(base int) (int, error) {
+		floodTarget: func(base int) int {
 			// nf_conntrack_max bounds each namespace's table and only the initial
 			// namespace may change it; early drop keeps the count just below it.
-			return min(cfg.Flows, ctMax-64) - base, nil
+			return min(cfg.Flows, ctMax-64) - base
 		},
 		memBefore: conntrackSlab,
 		memNow:    conntrackSlab,
@@ -233,33 +227,6 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 	}
 	return res, nil
-}
-
-// labConfig is the lab's configuration; device is set through a Device field
-// of lab.Config when the lab has one, so the harness builds before and after
-// the lab learns to choose devices.
-func labConfig(name string, mtu int, device string) (lab.Config, error) {
-	cfg := lab.Config{Name: name, MTU: mtu}
-	if device == "" {
-		return cfg, nil
-	}
-	f := reflect.ValueOf(&cfg).Elem().FieldByName("Device")
-	if !f.IsValid() || f.Kind() != reflect.String {
-		return cfg, fmt.Errorf("-device %s: this lab.Config has no Device field, so the lab picks its device itself; drop -device (BENCH_DEVICE)", device)
-	}
-	f.SetString(device)
-	return cfg, nil
-}
-
-// deviceName names the lab's TUN device: the lab's Device field when it has
-// one, else the device's type name (*tun.waterDevice -> "water").
-func deviceName(l *lab.Lab) string {
-	if f := reflect.ValueOf(l).Elem().FieldByName("Device"); f.IsValid() && f.Kind() == reflect.String && f.String() != "" {
-		return f.String()
-	}
-	s := fmt.Sprintf("%T", l.Client.Dev)
-	s = s[strings.LastIndexByte(s, '.')+1:]
-	return strings.ToLower(strings.TrimSuffix(s, "Device"))
 }
 
 // iperfResult is the part of `iperf3 -J` the benchmark reads. In the client's
@@ -348,10 +315,7 @@ func flood(ctx context.Context, cfg Config, p *path, sources []netip.Addr) (map[
 	if err != nil {
 		return nil, err
 	}
-	target, err := p.floodTarget(base)
-	if err != nil {
-		return nil, err
-	}
+	target := p.floodTarget(base)
 	mem0, err := p.memBefore()
 	if err != nil {
 		return nil, err

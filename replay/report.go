@@ -66,12 +66,11 @@ type ProfileResult struct {
 	Survived    int          `json:"survived"`
 	Broken      int          `json:"broken"`
 	// FirstBreak is the earliest broken flow.
-	FirstBreak *FlowResult       `json:"first_break,omitempty"`
-	Verdicts   map[string]int    `json:"verdicts"`
-	Dropped    map[string]int    `json:"not_forwarded_by_reason"`
-	Injected   int               `json:"injected"`
-	EventsLost uint64            `json:"events_lost,omitempty"`
-	Policy     map[string]string `json:"-"`
+	FirstBreak *FlowResult    `json:"first_break,omitempty"`
+	Verdicts   map[string]int `json:"verdicts"`
+	Dropped    map[string]int `json:"not_forwarded_by_reason"`
+	Injected   int            `json:"injected"`
+	EventsLost uint64         `json:"events_lost,omitempty"`
 }
 
 // FlowResult is one flow's outcome under one profile.

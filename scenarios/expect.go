@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/idlegate/idlegate/policy"
+	"github.com/idlegate/idlegate/scenarios/agent"
 )
 
 // Check is one expectation and what the run found.
@@ -124,14 +125,14 @@ func (r *runner) check(e *Expect, stats policy.Stats, running map[string]bool, e
 	return false, "nothing to check"
 }
 
-func (r *runner) checkOutcome(e *Expect, conn string, events []agentEvent, end time.Time) (bool, string) {
+func (r *runner) checkOutcome(e *Expect, conn string, events []agent.Event, end time.Time) (bool, string) {
 	type res struct {
 		conn, outcome, err string
 		at                 time.Duration
 	}
 	var results []res
 	for _, ev := range events {
-		if ev.Event != "result" || (conn != "" && ev.Conn != conn) || ev.T.After(end) {
+		if ev.Event != agent.EvResult || (conn != "" && ev.Conn != conn) || ev.T.After(end) {
 			continue
 		}
 		results = append(results, res{ev.Conn, ev.Outcome, ev.Err, ev.T.Sub(r.tl.start)})

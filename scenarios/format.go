@@ -15,6 +15,7 @@ import (
 
 	"github.com/idlegate/idlegate/internal/yamlx"
 	"github.com/idlegate/idlegate/policy"
+	"github.com/idlegate/idlegate/scenarios/agent"
 )
 
 // Scenario is one story, as a scenario file writes it. Parse fills it and checks it;
@@ -96,12 +97,13 @@ func (c *Command) DecodeYAML(n *yaml.Node, path string) error {
 	return nil
 }
 
-// argv returns the command's words, a shell line as sh -c.
+// argv returns the command's words, a shell line as sh -c, in a new slice: the
+// caller may change it without changing the (cached, shared) scenario.
 func (c Command) argv() []string {
 	if c.Sh != "" {
 		return []string{"/bin/sh", "-c", c.Sh}
 	}
-	return c.Argv
+	return slices.Clone(c.Argv)
 }
 
 func (c Command) String() string {
@@ -193,16 +195,6 @@ type Interval struct {
 
 func (e *Expect) count() Count { return Count{Exact: e.Count, Min: e.Min, Max: e.Max} }
 
-// Outcomes are the agents' result outcomes (docs/agents.md).
-var Outcomes = []string{"survived", "reset", "timed-out", "dead", "hung", "refused", "closed", "error"}
-
-// AgentKinds are the built-in agents (docs/agents.md).
-var AgentKinds = []string{"tcp-echo-server", "tcp-client", "http-server", "http-client", "udp-server", "udp-client", "churn", "proxy"}
-
-// AgentEvents are the events agents report (docs/agents.md).
-var AgentEvents = []string{"listening", "accept", "connect", "send", "recv", "idle", "keepalive", "heartbeat",
-	"heartbeat-miss", "request", "dial", "reuse", "close", "error", "result"}
-
 // GatewayCounters are what a gateway expectation may count.
 var GatewayCounters = []string{"new", "expired", "evicted", "closed", "flushed", "time_wait", "keepalive_probes",
 	"table_full", "orphans", "pickups", "source_limit", "resets"}
@@ -211,15 +203,6 @@ var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
 
 // knownVars are the ${...} variables of files, setup commands and process arguments.
 var knownVars = []string{"dir", "lab", "client4", "server4", "client6", "server6", "nat4", "nat6", "bin"}
-
-// ParseFile is Parse for a file on disk.
-func ParseFile(path string, r io.Reader) (*Scenario, error) {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	return Parse(path, b)
-}
 
 // Parse reads and checks a scenario file; file names it in messages. A mistake is an
 // error naming the file, the line and the field.
@@ -331,9 +314,9 @@ func (s *Scenario) check() error {
 		case p.Agent != "" && p.Command != nil:
 			return s.at(path, "give agent or command, not both")
 		case p.Agent == "" && p.Command == nil:
-			return s.at(path, "missing key agent (a built-in agent: %s) or command (any program)", strings.Join(AgentKinds, ", "))
-		case p.Agent != "" && !slices.Contains(AgentKinds, p.Agent):
-			return s.at(path+".agent", "unknown agent %q; known agents: %s", p.Agent, strings.Join(AgentKinds, ", "))
+			return s.at(path, "missing key agent (a built-in agent: %s) or command (any program)", strings.Join(agent.KindNames(), ", "))
+		case p.Agent != "" && agent.Kinds[p.Agent] == nil:
+			return s.at(path+".agent", "unknown agent %q; known agents: %s", p.Agent, strings.Join(agent.KindNames(), ", "))
 		case p.Command != nil && len(p.Args) > 0:
 			return s.at(path+".args", "args are for agents; put a command's arguments in its list")
 		}
@@ -549,12 +532,12 @@ func (s *Scenario) checkExpect(path string, e *Expect, procs map[string]*Process
 		return s.at(path+".err", "err filters events; it goes with event")
 	}
 	for i, o := range e.Outcome {
-		if !slices.Contains(Outcomes, o) {
-			return s.at(fmt.Sprintf("%s.outcome[%d]", path, i), "unknown outcome %q; known outcomes: %s", o, strings.Join(Outcomes, ", "))
+		if !slices.Contains(agent.OutcomeNames(), o) {
+			return s.at(fmt.Sprintf("%s.outcome[%d]", path, i), "unknown outcome %q; known outcomes: %s", o, strings.Join(agent.OutcomeNames(), ", "))
 		}
 	}
-	if kind == "event" && !slices.Contains(AgentEvents, e.Event) {
-		return s.at(path+".event", "unknown event %q; known events: %s", e.Event, strings.Join(AgentEvents, ", "))
+	if kind == "event" && !slices.Contains(agent.EventNames(), e.Event) {
+		return s.at(path+".event", "unknown event %q; known events: %s", e.Event, strings.Join(agent.EventNames(), ", "))
 	}
 	for i, port := range e.Port {
 		if port < 1 || port > 65535 {
@@ -599,6 +582,15 @@ func expand(text string, vars map[string]string) string {
 		}
 		return m
 	})
+}
+
+// expandAll returns words with their variables expanded, in a new slice.
+func expandAll(words []string, vars map[string]string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		out[i] = expand(w, vars)
+	}
+	return out
 }
 
 // Policy is the policy the gateway starts with.

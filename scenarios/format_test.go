@@ -10,6 +10,7 @@ import (
 	"github.com/idlegate/idlegate/conntrack"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/policy"
+	"github.com/idlegate/idlegate/scenarios/agent"
 )
 
 func TestPlaybookParses(t *testing.T) {
@@ -255,7 +256,7 @@ func TestEveryExpectationCanFail(t *testing.T) {
 	client.cmd, tool.cmd = fakeCmd(), fakeCmd()
 	close(client.done)
 	close(tool.done)
-	client.events = []agentEvent{
+	client.events = []agent.Event{
 		{T: at(0.3), Conn: "c1", Event: "connect"},
 		{T: at(5.3), Conn: "c1", Event: "error", Op: "read", Err: "ECONNRESET"},
 		{T: at(5.3), Conn: "c1", Event: "result", Outcome: "reset", Err: "ECONNRESET"},

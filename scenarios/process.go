@@ -16,26 +16,12 @@ import (
 	"time"
 
 	"github.com/idlegate/idlegate/lab"
+	"github.com/idlegate/idlegate/scenarios/agent"
 )
 
 var signals = map[string]syscall.Signal{
 	"TERM": syscall.SIGTERM, "KILL": syscall.SIGKILL, "INT": syscall.SIGINT,
 	"HUP": syscall.SIGHUP, "STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT,
-}
-
-// agentEvent is one NDJSON line of a built-in agent (docs/agents.md).
-type agentEvent struct {
-	T       time.Time `json:"t"`
-	Agent   string    `json:"agent"`
-	Kind    string    `json:"kind"`
-	Conn    string    `json:"conn"`
-	Event   string    `json:"event"`
-	Op      string    `json:"op"`
-	Err     string    `json:"err"`
-	Detail  string    `json:"detail"`
-	N       *int64    `json:"n"`
-	Outcome string    `json:"outcome"`
-	Reused  *bool     `json:"reused"`
 }
 
 // proc is a running (or finished) process of the story. The mutex guards
@@ -57,7 +43,7 @@ type proc struct {
 	signaled string
 	killedBy string // the signal a step or the cleanup sent last
 	output   bytes.Buffer
-	events   []agentEvent
+	events   []agent.Event // the agent's NDJSON lines (docs/agents.md)
 }
 
 // start runs p in its namespace with stdout and stderr read line by line into the
@@ -150,7 +136,7 @@ func (p *proc) read(f *os.File, stderr bool) {
 		p.output.WriteByte('\n')
 		p.mu.Unlock()
 		if p.spec.Agent != "" && !stderr {
-			var ev agentEvent
+			var ev agent.Event
 			if strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &ev) == nil && ev.Event != "" {
 				if ev.T.IsZero() {
 					ev.T = at
@@ -174,7 +160,7 @@ func (p *proc) read(f *os.File, stderr bool) {
 }
 
 // agentLine renders an agent event for the timeline.
-func agentLine(name string, ev agentEvent) string {
+func agentLine(name string, ev agent.Event) string {
 	who := name
 	if ev.Conn != "" {
 		who += "/" + ev.Conn
@@ -182,7 +168,7 @@ func agentLine(name string, ev agentEvent) string {
 	var b strings.Builder
 	b.WriteString(who)
 	switch ev.Event {
-	case "result":
+	case agent.EvResult:
 		b.WriteString(" => " + strings.ToUpper(ev.Outcome))
 		if ev.Err != "" {
 			b.WriteString(" (" + ev.Err + ")")
@@ -191,7 +177,7 @@ func agentLine(name string, ev agentEvent) string {
 			b.WriteString(" n=" + strconv.FormatInt(*ev.N, 10))
 		}
 		return b.String()
-	case "error":
+	case agent.EvError:
 		b.WriteString(" ERROR")
 		if ev.Op != "" {
 			b.WriteString(" " + ev.Op)
@@ -200,12 +186,12 @@ func agentLine(name string, ev agentEvent) string {
 			b.WriteString(": " + ev.Err)
 		}
 		return b.String()
-	case "heartbeat-miss":
+	case agent.EvHeartbeatMiss:
 		b.WriteString(" heartbeat MISSED")
 	default:
 		b.WriteString(" " + ev.Event)
 	}
-	if ev.N != nil && (ev.Event == "send" || ev.Event == "recv") {
+	if ev.N != nil && (ev.Event == agent.EvSend || ev.Event == agent.EvRecv) {
 		fmt.Fprintf(&b, " %dB", *ev.N)
 	} else if ev.N != nil {
 		fmt.Fprintf(&b, " n=%d", *ev.N)
@@ -217,7 +203,7 @@ func agentLine(name string, ev agentEvent) string {
 			b.WriteString(" (new conn)")
 		}
 	}
-	if ev.Detail != "" && ev.Event != "send" && ev.Event != "recv" {
+	if ev.Detail != "" && ev.Event != agent.EvSend && ev.Event != agent.EvRecv {
 		b.WriteString(" " + ev.Detail)
 	}
 	return b.String()
@@ -266,15 +252,11 @@ func (p *proc) closeOutput(wait time.Duration) {
 	if p.stdin != nil {
 		p.stdin.Close()
 	}
-	c := make(chan struct{})
-	go func() { p.readers.Wait(); close(c) }()
-	select {
-	case <-c:
-	case <-time.After(wait):
+	if !agent.WaitTimeout(&p.readers, wait) {
 		for _, f := range p.outR {
 			f.Close()
 		}
-		<-c
+		p.readers.Wait()
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -256,5 +257,67 @@ func TestMissingProgram(t *testing.T) {
 	rep := run(t, context.Background(), s)
 	if rep.Pass || !strings.Contains(rep.Error, "not installed") {
 		t.Errorf("pass %v error %q, want a failure naming the missing program", rep.Pass, rep.Error)
+	}
+}
+
+// varsStory has ${...} variables in a file, setup commands, a command and agent args.
+const varsStory = `name: vars
+title: t
+concept: c
+files:
+  in: "lab ${lab}"
+setup:
+  - [cp, "${dir}/in", "${dir}/out"]
+  - {sh: "test -f ${dir}/out"}
+processes:
+  - name: server
+    side: server
+    agent: tcp-echo-server
+    args: [--listen, "${server4}:7000"]
+  - name: cat
+    side: client
+    command: [cat, "${dir}/out"]
+steps:
+  - start: [server, cat]
+expect:
+  - of: cat
+    output: lab
+`
+
+// TestRunLeavesScenarioUnchanged prepares the same parsed scenario twice, as a second
+// run of a cached playbook scenario does: each run gets its own ${dir} and ${lab}, and
+// the scenario still holds its variables afterwards. No lab: no root needed.
+func TestRunLeavesScenarioUnchanged(t *testing.T) {
+	s, err := Parse("vars.yaml", []byte(varsStory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := Parse("vars.yaml", []byte(varsStory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		dir := t.TempDir()
+		r := &runner{sc: s, opts: Options{Binary: "/x/idlegate"}, dir: dir, procs: map[string]*proc{}, tl: &timeline{start: time.Now()},
+			vars: map[string]string{"dir": dir, "lab": fmt.Sprint("lab", i), "server4": lab.ServerAddr4.String()}}
+		r.prepare()
+		if err := r.setup(context.Background()); err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "out")); err != nil || string(b) != fmt.Sprint("lab lab", i) {
+			t.Errorf("run %d: setup wrote %q, %v", i, b, err)
+		}
+		if got, want := r.procs["cat"].argv, []string{"cat", dir + "/out"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("run %d: cat argv %q, want %q", i, got, want)
+		}
+		want := []string{"/x/idlegate", "agent", "tcp-echo-server", "--name", "server", "--listen", lab.ServerAddr4.String() + ":7000"}
+		if got := r.procs["server"].argv; !reflect.DeepEqual(got, want) {
+			t.Errorf("run %d: server argv %q, want %q", i, got, want)
+		}
+		if !reflect.DeepEqual(s.Setup, orig.Setup) || !reflect.DeepEqual(s.Files, orig.Files) ||
+			!reflect.DeepEqual(*s.Processes[1].Command, *orig.Processes[1].Command) ||
+			!reflect.DeepEqual(s.Processes[0].Args, orig.Processes[0].Args) {
+			t.Fatalf("run %d changed the scenario: setup %q, command %q, args %q", i, s.Setup, s.Processes[1].Command.Argv, s.Processes[0].Args)
+		}
 	}
 }

@@ -102,11 +102,16 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 			r.gw.record(ev)
 		}
 	}()
+	// stopEvents ends the subscription and waits until the recorder has taken every
+	// event the gateway sent before.
+	stopEvents := func() {
+		sub.Close()
+		<-evDone
+	}
 	// Every exit path below ends here: processes, namespaces, lab.
 	defer func() {
 		r.cleanup()
-		sub.Close()
-		<-evDone
+		stopEvents()
 		run.Stop()
 	}()
 
@@ -116,22 +121,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		"client6": lab.ClientAddr6.String(), "server6": lab.ServerAddr6.String(),
 		"nat4": lab.NATAddr4.String(), "nat6": lab.NATAddr6.String(),
 	}
-	for _, p := range sc.Processes {
-		col := colClient
-		if p.Side == "server" {
-			col = colServer
-		}
-		var argv []string
-		if p.Agent != "" {
-			argv = append([]string{opts.Binary, "agent", p.Agent, "--name", p.Name}, p.Args...)
-		} else {
-			argv = p.Command.argv()
-		}
-		for i := range argv {
-			argv[i] = expand(argv[i], r.vars)
-		}
-		r.procs[p.Name] = &proc{spec: p, argv: argv, done: make(chan struct{}), tl: r.tl, col: col}
-	}
+	r.prepare()
 
 	var storyErr error
 	if err := r.setup(ctx); err != nil {
@@ -155,7 +145,11 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 		rep.Error = storyErr.Error()
 		r.tl.add(end, colGateway, "STORY ABORTED: "+storyErr.Error())
 	}
-	r.cleanup()
+	if err := r.cleanup(); err != nil {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("cleanup: %v", err))
+	}
+	// The processes are gone: no event the expectations count is still on its way.
+	stopEvents()
 	rep.Timeline = r.tl.Rows(end)
 	r.evaluate(rep, stats, running, end)
 	if d := sub.Dropped(); d > 0 {
@@ -169,6 +163,25 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	return rep, nil
 }
 
+// prepare builds the processes of the story, their command lines with the variables
+// expanded. The scenario itself is left as it is: it may be cached and run again, or
+// run in parallel.
+func (r *runner) prepare() {
+	for _, p := range r.sc.Processes {
+		col := colClient
+		if p.Side == "server" {
+			col = colServer
+		}
+		var argv []string
+		if p.Agent != "" {
+			argv = append([]string{r.opts.Binary, "agent", p.Agent, "--name", p.Name}, p.Args...)
+		} else {
+			argv = p.Command.argv()
+		}
+		r.procs[p.Name] = &proc{spec: p, argv: expandAll(argv, r.vars), done: make(chan struct{}), tl: r.tl, col: col}
+	}
+}
+
 // setup writes the files and runs the setup commands.
 func (r *runner) setup(ctx context.Context) error {
 	for name, text := range r.sc.Files {
@@ -177,10 +190,7 @@ func (r *runner) setup(ctx context.Context) error {
 		}
 	}
 	for i, c := range r.sc.Setup {
-		argv := c.argv()
-		for j := range argv {
-			argv[j] = expand(argv[j], r.vars)
-		}
+		argv := expandAll(c.argv(), r.vars)
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		cmd := exec.CommandContext(cctx, argv[0], argv[1:]...)
 		cmd.Dir = r.dir
@@ -363,8 +373,9 @@ func sideCol(name string) int {
 }
 
 // cleanup stops every process (SIGTERM to its group, SIGKILL after a grace period)
-// and kills whatever is left in the lab's namespaces. Idempotent.
-func (r *runner) cleanup() {
+// and kills whatever is left in the lab's namespaces. Idempotent. The error says
+// what could not be killed.
+func (r *runner) cleanup() error {
 	var wg sync.WaitGroup
 	for _, p := range r.procs {
 		if p.cmd == nil {
@@ -377,15 +388,16 @@ func (r *runner) cleanup() {
 		}()
 	}
 	wg.Wait()
+	var err error
 	if r.lab != nil {
-		reap(r.lab.Client.Namespace)
-		reap(r.lab.Server.Namespace)
+		err = errors.Join(reap(r.lab.Client.Namespace), reap(r.lab.Server.Namespace))
 	}
 	for _, p := range r.procs {
 		if p.cmd != nil {
 			p.closeOutput(500 * time.Millisecond)
 		}
 	}
+	return err
 }
 
 // linkSetDown sets gw0 down inside namespace: nothing enters or leaves that side.

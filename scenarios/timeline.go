@@ -65,6 +65,12 @@ func (t *timeline) Rows(end time.Time) []Row {
 	t.mu.Unlock()
 	sort.SliceStable(rows, func(i, j int) bool { return rows[i].at.Before(rows[j].at) })
 
+	// A burst is a run of rows of one shape (the text with its numbers blanked out)
+	// in one column.
+	type burstKey struct {
+		col   int
+		shape string
+	}
 	type burst struct {
 		last   time.Time
 		n      int
@@ -72,15 +78,15 @@ func (t *timeline) Rows(end time.Time) []Row {
 		text   string
 		lastAt time.Time
 	}
-	bursts := map[string]*burst{}
+	bursts := map[burstKey]*burst{}
 	var out []Row
-	flush := func(key string, b *burst) {
+	flush := func(key burstKey, b *burst) {
 		if b.hidden > 0 {
-			out = append(out, Row{at: b.lastAt, col: rowCol(key), Text: fmt.Sprintf("... %d more like that, the last: %s", b.hidden, b.text)})
+			out = append(out, Row{at: b.lastAt, col: key.col, Text: fmt.Sprintf("... %d more like that, the last: %s", b.hidden, b.text)})
 		}
 	}
 	for _, r := range rows {
-		key := fmt.Sprint(r.col) + "|" + digits.ReplaceAllString(r.Text, "#")
+		key := burstKey{r.col, digits.ReplaceAllString(r.Text, "#")}
 		b := bursts[key]
 		if b != nil && r.at.Sub(b.last) < foldGap {
 			b.n++
@@ -108,16 +114,6 @@ func (t *timeline) Rows(end time.Time) []Row {
 		out[i].Column = columnNames[out[i].col]
 	}
 	return out
-}
-
-func rowCol(key string) int {
-	switch key[0] {
-	case '0':
-		return colClient
-	case '1':
-		return colGateway
-	}
-	return colServer
 }
 
 // colWidth is the width of each of the three text columns.

@@ -20,9 +20,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -53,13 +55,57 @@ func KindNames() []string {
 	return names
 }
 
-// Run runs the agent of the given kind.
+// Run runs the agent of the given kind. An agent that could not write its events (its
+// stdout gone) fails even when it did its job: nobody saw what it did.
 func Run(ctx context.Context, kind string, args []string, out io.Writer) error {
 	f, ok := Kinds[kind]
 	if !ok {
 		return UsageError{fmt.Errorf("unknown agent kind %q; known kinds: %s", kind, strings.Join(KindNames(), ", "))}
 	}
-	return f(ctx, args, out)
+	w := &eventsOut{w: out}
+	err := f(ctx, args, w)
+	if werr := w.firstErr(); err == nil && werr != nil {
+		return fmt.Errorf("agent %s: write events: %w", kind, werr)
+	}
+	return err
+}
+
+// eventsOut is an agent's output that remembers the first error writing to it.
+type eventsOut struct {
+	w io.Writer
+
+	mu  sync.Mutex // guards err
+	err error
+}
+
+func (o *eventsOut) Write(b []byte) (int, error) {
+	n, err := o.w.Write(b)
+	o.note(err)
+	return n, err
+}
+
+// Flush flushes the output when it is buffered (Emitter flushes after each line).
+func (o *eventsOut) Flush() error {
+	if f, ok := o.w.(interface{ Flush() error }); ok {
+		err := f.Flush()
+		o.note(err)
+		return err
+	}
+	return nil
+}
+
+func (o *eventsOut) note(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err == nil {
+		o.err = err
+	}
+}
+
+func (o *eventsOut) firstErr() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
 }
 
 // UsageError is a mistake in an agent's flags (exit code 2).
@@ -134,6 +180,55 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	case <-ctx.Done():
+		return false
+	}
+}
+
+// aLongTimeAgo is a deadline in the past that unblocks any pending I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// deadlines sets the deadlines of one connection so that stopping the agent wins: once
+// ctx is done every deadline of the connection is in the past, also one the agent sets
+// afterwards, so that no blocked or later read or write outlasts the stop.
+type deadlines struct {
+	ctx  context.Context
+	c    net.Conn
+	stop func() bool
+}
+
+// watchDeadlines unblocks c's I/O for good when ctx is done, until release.
+func watchDeadlines(ctx context.Context, c net.Conn) *deadlines {
+	return &deadlines{ctx: ctx, c: c, stop: context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })}
+}
+
+func (d *deadlines) set(t time.Time)      { d.apply(d.c.SetDeadline, t) }
+func (d *deadlines) setRead(t time.Time)  { d.apply(d.c.SetReadDeadline, t) }
+func (d *deadlines) setWrite(t time.Time) { d.apply(d.c.SetWriteDeadline, t) }
+
+// release stops watching ctx.
+func (d *deadlines) release() { d.stop() }
+
+// apply sets a deadline, then puts it back in the past if ctx is done by now. ctx is done
+// before the AfterFunc runs, so the AfterFunc either ran before this check (which sees
+// ctx done) or runs after t was set (and overrides it): either way the past wins.
+func (d *deadlines) apply(set func(time.Time) error, t time.Time) {
+	set(t)
+	if d.ctx.Err() != nil {
+		set(aLongTimeAgo)
+	}
+}
+
+// WaitTimeout waits for wg at most d and reports whether it is done. On a timeout the
+// goroutine waiting for wg stays until wg is done. The scenario runner uses it too.
+func WaitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
 		return false
 	}
 }

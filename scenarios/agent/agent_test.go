@@ -136,3 +136,23 @@ func TestEmitter(t *testing.T) {
 		t.Errorf("Event round trip: %+v, %v", back, err)
 	}
 }
+
+// deadWriter is a stdout whose reader is gone.
+type deadWriter struct{}
+
+func (deadWriter) Write([]byte) (int, error) { return 0, syscall.EPIPE }
+
+// TestDeadStdout: an agent that did its job but could not write its events fails (exit 1).
+func TestDeadStdout(t *testing.T) {
+	t.Parallel()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	err = Run(context.Background(), "udp-client", []string{"--connect", pc.LocalAddr().String(), "--pattern", "write:x"}, deadWriter{})
+	var ue UsageError
+	if err == nil || errors.As(err, &ue) || !errors.Is(err, syscall.EPIPE) || !strings.Contains(err.Error(), "write events") {
+		t.Errorf("Run with a dead stdout: %v, want a failure to write events", err)
+	}
+}

@@ -153,17 +153,11 @@ func churnOne(ctx context.Context, em *Emitter, addr, id string, timeout, hold t
 		c.Close()
 		em.Emit(Event{Conn: id, Event: EvClose, Detail: why})
 	}()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
-	defer stop()
+	dl := watchDeadlines(ctx, c)
+	defer dl.release()
 	em.Emit(Event{Conn: id, Event: EvConnect, Detail: c.LocalAddr().String() + " -> " + c.RemoteAddr().String()})
-	setDeadline := func(t time.Time) {
-		c.SetDeadline(t)
-		if ctx.Err() != nil { // the AfterFunc may have run before us
-			c.SetDeadline(aLongTimeAgo)
-		}
-	}
 	msg := []byte("churn " + id + "\n")
-	setDeadline(time.Now().Add(timeout))
+	dl.set(time.Now().Add(timeout))
 	if _, err := c.Write(msg); err != nil {
 		return fail("write", err)
 	}
@@ -173,7 +167,7 @@ func churnOne(ctx context.Context, em *Emitter, addr, id string, timeout, hold t
 	if hold == 0 {
 		return nil
 	}
-	setDeadline(time.Now().Add(hold))
+	dl.set(time.Now().Add(hold))
 	buf := make([]byte, 512)
 	for {
 		_, err := c.Read(buf)

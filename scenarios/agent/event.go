@@ -27,6 +27,12 @@ const (
 	EvResult        = "result"
 )
 
+// EventNames returns every event name, in the order of docs/agents.md.
+func EventNames() []string {
+	return []string{EvListening, EvAccept, EvConnect, EvSend, EvRecv, EvIdle, EvKeepalive, EvHeartbeat,
+		EvHeartbeatMiss, EvRequest, EvDial, EvReuse, EvClose, EvError, EvResult}
+}
+
 // Outcomes of a `result` event (docs/agents.md).
 const (
 	Survived = "survived"
@@ -38,6 +44,11 @@ const (
 	Closed   = "closed"
 	Failed   = "error"
 )
+
+// OutcomeNames returns every outcome of a `result` event, in the order of docs/agents.md.
+func OutcomeNames() []string {
+	return []string{Survived, Reset, TimedOut, Dead, Hung, Refused, Closed, Failed}
+}
 
 // Event is one NDJSON line of an agent. Optional fields are omitted when empty; N and Reused
 // are pointers so that 0 and false are written when they are meaningful.
@@ -105,13 +116,6 @@ func (e *Emitter) Emit(ev Event) {
 			e.err = f.Flush()
 		}
 	}
-}
-
-// Err returns the first error writing events, if any.
-func (e *Emitter) Err() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.err
 }
 
 // result emits the `result` of conn, with the op and errno of the error that ended it.

@@ -130,14 +130,7 @@ func (c *httpClient) dial(ctx context.Context, network, addr string) (net.Conn, 
 }
 
 // wait waits a moment for the Transport to close its connections.
-func (c *httpClient) wait() {
-	done := make(chan struct{})
-	go func() { c.open.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(time.Second):
-	}
-}
+func (c *httpClient) wait() { WaitTimeout(&c.open, time.Second) }
 
 // do runs request i; it returns nil on success.
 func (c *httpClient) do(ctx context.Context, client *http.Client, method, target string, i int, hangAfter time.Duration) *ending {

@@ -181,12 +181,7 @@ func serveHTTP(ctx context.Context, em *Emitter, ln net.Listener, keepalive time
 		stopping.Store(true)
 		srv.Close()
 	}
-	done := make(chan struct{})
-	go func() { conns.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(2 * time.Second):
-	}
+	WaitTimeout(&conns, 2*time.Second)
 	if !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve http: %w", err)
 	}

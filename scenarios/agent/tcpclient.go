@@ -111,19 +111,14 @@ func TCPClient(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-// aLongTimeAgo is a deadline in the past that unblocks any pending I/O.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// tcpConn is one connection of tcp-client; only its goroutine uses it, except cancel.
+// tcpConn is one connection of tcp-client; only its goroutine uses it.
 type tcpConn struct {
 	o   *tcpClientOpts
 	em  *Emitter
 	ctx context.Context
 	id  string
 	c   *net.TCPConn
-
-	mu        sync.Mutex // guards cancelled and the deadlines of c
-	cancelled bool
+	dl  *deadlines // c's deadlines, in the past once ctx is done
 
 	buf       []byte      // bytes read and not yet returned as a line
 	pings     []time.Time // send times of unanswered heartbeat pings, oldest first
@@ -136,8 +131,8 @@ func (k *tcpConn) run() (ending, string) {
 	if end, ok := k.dial(); !ok {
 		return end, ""
 	}
-	stop := context.AfterFunc(k.ctx, k.cancel)
-	defer stop()
+	k.dl = watchDeadlines(k.ctx, k.c)
+	defer k.dl.release()
 	for _, st := range k.o.steps {
 		var end *ending
 		switch st.Op {
@@ -252,30 +247,6 @@ func sockopts(c *net.TCPConn) string {
 	return s
 }
 
-// cancel unblocks the connection's I/O for good when the agent is stopped.
-func (k *tcpConn) cancel() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.cancelled = true
-	k.c.SetDeadline(aLongTimeAgo)
-}
-
-func (k *tcpConn) setReadDeadline(t time.Time) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if !k.cancelled {
-		k.c.SetReadDeadline(t)
-	}
-}
-
-func (k *tcpConn) setWriteDeadline(t time.Time) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if !k.cancelled {
-		k.c.SetWriteDeadline(t)
-	}
-}
-
 // after returns now+d, or no deadline for d == 0.
 func after(d time.Duration) time.Time {
 	if d == 0 {
@@ -304,7 +275,7 @@ func (k *tcpConn) readLine(t time.Time) (string, error) {
 			k.buf = append(k.buf[:0], k.buf[i+1:]...)
 			return line, nil
 		}
-		k.setReadDeadline(t)
+		k.dl.setRead(t)
 		n, err := k.c.Read(tmp[:])
 		k.buf = append(k.buf, tmp[:n]...)
 		if err != nil && bytes.IndexByte(k.buf, '\n') < 0 {
@@ -343,7 +314,7 @@ func (k *tcpConn) fail(op string, err error, hang bool) ending {
 
 // send writes text and, if wait, reads lines until its echo comes back.
 func (k *tcpConn) send(text string, wait bool) *ending {
-	k.setWriteDeadline(after(k.o.hangAfter))
+	k.dl.setWrite(after(k.o.hangAfter))
 	n, err := k.c.Write([]byte(text + "\n"))
 	if err != nil {
 		e := k.fail("write", err, true)
@@ -423,7 +394,7 @@ func (k *tcpConn) heartbeatWait(d time.Duration) *ending {
 				return &ending{outcome: Dead, op: "heartbeat", detail: fmt.Sprintf("%d consecutive heartbeats missed", k.misses)}
 			}
 		}
-		k.setWriteDeadline(after(k.o.hangAfter))
+		k.dl.setWrite(after(k.o.hangAfter))
 		if _, err := k.c.Write([]byte("ping\n")); err != nil {
 			e := k.fail("heartbeat", err, true)
 			return &e

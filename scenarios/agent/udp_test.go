@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -59,5 +60,29 @@ func TestUDPClientRefused(t *testing.T) {
 	_, res := runClient(t, UDPClient, "udp-client", "--connect", addr, "--reply-timeout", "1s")
 	if r := res[""]; r.Outcome != "refused" || r.Err != "ECONNREFUSED" {
 		t.Errorf("result %+v, want refused", r)
+	}
+}
+
+// TestUDPClientStopped: a stopped udp-client waiting for a reply returns at once, not
+// after --reply-timeout (the runner gives it 2 s before SIGKILL).
+func TestUDPClientStopped(t *testing.T) {
+	t.Parallel()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0") // receives, never answers
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	out := newSink(t, "udp-client")
+	start := time.Now()
+	if err := UDPClient(ctx, []string{"--connect", pc.LocalAddr().String(), "--reply-timeout", "10s", "--pattern", "send:a,send:b"}, out); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Errorf("stopped after %v", el)
+	}
+	if r := out.results()[""]; r.Outcome != "error" || r.Err != "canceled" {
+		t.Errorf("result %+v, want error canceled", r)
 	}
 }

@@ -48,8 +48,8 @@ func UDPClient(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("dial %s: %w", connect, err)
 	}
 	defer c.Close()
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
-	defer stop()
+	dl := watchDeadlines(ctx, c)
+	defer dl.release()
 	em.Emit(Event{Event: EvConnect, Detail: c.LocalAddr().String() + " -> " + c.RemoteAddr().String()})
 
 	var first *ending
@@ -84,7 +84,7 @@ steps:
 		if st.Op == "write" {
 			continue
 		}
-		c.SetReadDeadline(time.Now().Add(replyTimeout))
+		dl.setRead(time.Now().Add(replyTimeout))
 		for {
 			n, err := c.Read(buf)
 			if err != nil {
