@@ -58,25 +58,10 @@ func tupleOf(k conntrack.Key) Tuple {
 	return Tuple{Src: k.SrcAddr().String(), Dst: k.DstAddr().String(), SrcPort: k.SrcPort, DstPort: k.DstPort}
 }
 
-// ProtoName names an IP protocol number the way conntrack -L does.
-func ProtoName(p uint8) string {
-	switch p {
-	case 6:
-		return "tcp"
-	case 17:
-		return "udp"
-	case 1:
-		return "icmp"
-	case 58:
-		return "icmpv6"
-	}
-	return fmt.Sprintf("proto-%d", p)
-}
-
-// ConnOf renders a table entry.
-func ConnOf(e conntrack.EntryInfo, now time.Time) Conn {
+// connOf renders a table entry.
+func connOf(e conntrack.EntryInfo, now time.Time) Conn {
 	c := Conn{
-		Proto:       ProtoName(e.Orig.Proto),
+		Proto:       conntrack.ProtoName(e.Orig.Proto),
 		Assured:     e.Assured,
 		TimeoutLeft: e.TimeLeft.Seconds(),
 		Timeout:     e.Timeout.Seconds(),
@@ -86,7 +71,7 @@ func ConnOf(e conntrack.EntryInfo, now time.Time) Conn {
 		Bytes:       e.Bytes,
 		Idle:        now.Sub(e.LastSeen).Seconds(),
 	}
-	if e.Orig.Proto == 6 {
+	if e.Orig.Proto == conntrack.ProtoTCP {
 		c.State = e.State.String()
 	} else if e.Assured {
 		c.State = "ASSURED"
@@ -128,11 +113,11 @@ func EventOf(ev conntrack.Event, start time.Time) EventJSON {
 		Detail:  ev.Detail,
 	}
 	if ev.Orig != (conntrack.Key{}) {
-		j.Proto = ProtoName(ev.Orig.Proto)
+		j.Proto = conntrack.ProtoName(ev.Orig.Proto)
 		j.Orig = ev.Orig.String()
 		j.Reply = ev.Reply.String()
 	}
-	if ev.Orig.Proto == 6 && ev.Type != conntrack.EventVerdict {
+	if ev.Orig.Proto == conntrack.ProtoTCP && ev.Type != conntrack.EventVerdict {
 		j.State, j.OldState = ev.State.String(), ev.OldState.String()
 	}
 	if ev.Type == conntrack.EventDestroy {
@@ -156,7 +141,7 @@ type StatsJSON struct {
 	Pcap     string            `json:"pcap,omitempty"`
 }
 
-// Stats gathers every counter.
+// StatsJSON gathers every counter.
 func (g *Gateway) StatsJSON() StatsJSON {
 	es := g.cfg.Engine.Stats()
 	ds := g.Stats()
@@ -177,16 +162,31 @@ func (g *Gateway) StatsJSON() StatsJSON {
 // Serve answers the control API on a unix socket at path (created 0600, replaced if a
 // stale one is there) until ctx is done.
 func (g *Gateway) Serve(ctx context.Context, path string) error {
+	ln, err := listenControl(path)
+	if err != nil {
+		return err
+	}
+	return g.serve(ctx, ln)
+}
+
+// listenControl listens on a unix socket at path, mode 0600, replacing a stale one.
+func listenControl(path string) (net.Listener, error) {
 	os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
-		return fmt.Errorf("control socket %q: %w", path, err)
+		return nil, fmt.Errorf("control socket %q: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
-		return fmt.Errorf("control socket %q: %w", path, err)
+		return nil, fmt.Errorf("control socket %q: %w", path, err)
 	}
-	srv := &http.Server{Handler: g.Handler(), BaseContext: func(net.Listener) context.Context { return ctx }}
+	return ln, nil
+}
+
+// serve answers the control API on ln until ctx is done, then closes ln and removes
+// its socket file.
+func (g *Gateway) serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: g.handler(), BaseContext: func(net.Listener) context.Context { return ctx }}
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -194,22 +194,24 @@ func (g *Gateway) Serve(ctx context.Context, path string) error {
 		srv.Shutdown(shut)
 		srv.Close()
 	}()
-	err = srv.Serve(ln)
-	os.Remove(path)
+	err := srv.Serve(ln)
+	if a, ok := ln.Addr().(*net.UnixAddr); ok {
+		os.Remove(a.Name)
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
-// Handler is the control API.
-func (g *Gateway) Handler() http.Handler {
+// handler is the control API.
+func (g *Gateway) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
 		now := g.Now()
 		rows := []Conn{}
 		for _, e := range g.cfg.Engine.Table().List(now) {
-			rows = append(rows, ConnOf(e, now))
+			rows = append(rows, connOf(e, now))
 		}
 		writeJSON(w, http.StatusOK, rows)
 	})

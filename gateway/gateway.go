@@ -25,6 +25,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,7 @@ type Gateway struct {
 	// from both pumps and the ticker all write (tun.Device allows one writer at a time).
 	wmu   [2]sync.Mutex
 	pcap  atomic.Pointer[Pcap]
+	pcmu  sync.Mutex   // serialises SetPcap
 	stats [2]sideStats // indexed by the side a packet arrives on
 	start time.Time
 }
@@ -104,8 +106,18 @@ func (g *Gateway) Started() time.Time { return g.start }
 func (g *Gateway) Now() time.Time { return g.cfg.Now() }
 
 // SetPcap starts recording to a new pcapng file at path, replacing (and closing) any
-// recording in progress; an empty path stops recording.
+// recording in progress; an empty path stops recording. The new file is opened
+// before the old recording stops, so that no packet goes unrecorded, unless it is the
+// old recording's own file: that one is closed first (it would otherwise flush its
+// last packets into the new file). If the new file cannot be created, a recording to
+// another file goes on.
 func (g *Gateway) SetPcap(path string) error {
+	g.pcmu.Lock()
+	defer g.pcmu.Unlock()
+	if old := g.pcap.Load(); old != nil && path != "" && sameFile(old.Path(), path) {
+		g.pcap.Store(nil)
+		old.Close()
+	}
 	var p *Pcap
 	if path != "" {
 		var err error
@@ -117,6 +129,19 @@ func (g *Gateway) SetPcap(path string) error {
 		old.Close()
 	}
 	return nil
+}
+
+// sameFile reports whether paths a and b name one file.
+func sameFile(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }
 
 // PcapPath is the file being recorded, or "".
@@ -211,6 +236,8 @@ func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
 	res := new(policy.Result)
 	st, ost := &g.stats[side], &g.stats[1-side]
 	var one [1][]byte // an injected packet, as a batch of one
+	var failures int  // read errors in a row
+	var backoff time.Duration
 	for {
 		n, err := in.Read(bufs, sizes, hr)
 		if err != nil {
@@ -218,12 +245,23 @@ func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
 				return nil
 			}
 			st.readErrs.Add(1)
-			g.cfg.Log.Warn("read failed", "side", side, "err", err)
-			if st.readErrs.Load()%1000 == 999 {
-				return fmt.Errorf("read %s: %w", in.Name(), err)
+			failures++
+			if failures >= readErrorLimit {
+				return fmt.Errorf("read %s: %d errors in a row, the last: %w", in.Name(), failures, err)
+			}
+			g.cfg.Log.Warn("read failed", "side", side, "in_a_row", failures, "err", err)
+			// Back off so that a persistent error neither spins nor floods the log.
+			backoff = min(max(2*backoff, readBackoffMin), readBackoffMax)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
 			}
 			continue
 		}
+		failures, backoff = 0, 0
 		now := g.cfg.Now()
 		pc := g.pcap.Load()
 		fwd = fwd[:0]
@@ -241,13 +279,13 @@ func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
 				txBytes += uint64(len(res.Packet))
 			}
 			if pc != nil {
-				pc.Write(side, now, orig, res.Verdict.String()+" "+res.Reason.String()+" "+dir.String())
+				pc.Write(side, now, orig, pcapComment(res.Verdict, res.Reason, dir, false))
 				if res.Verdict == policy.Forward && string(orig) != string(res.Packet) {
 					pc.Write(1-side, now, res.Packet, "translated")
 				}
 			}
 			for _, inj := range res.Inject {
-				g.inject(&one, inj, now, pc, "injected "+res.Verdict.String()+" "+res.Reason.String())
+				g.inject(&one, inj, now, pc, pcapComment(res.Verdict, res.Reason, dir, true))
 			}
 		}
 		st.rxPackets.Add(uint64(n))
@@ -282,6 +320,53 @@ func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
 			}
 		}
 	}
+}
+
+// A pump gives up after readErrorLimit read errors in a row; between them it waits
+// readBackoffMin, doubling up to readBackoffMax (about 9 s of errors in all).
+var (
+	readErrorLimit = 100
+	readBackoffMin = time.Millisecond
+	readBackoffMax = 100 * time.Millisecond
+)
+
+// Array lengths of the engine's counters: the number of verdicts and of reasons.
+const (
+	numVerdicts = len(policy.Stats{}.Verdicts)
+	numReasons  = len(policy.Stats{}.Reasons)
+)
+
+// pcapComments are the comments of recorded packets, built once so that recording
+// allocates none: [verdict][reason][dir][0] is a packet read, "<verdict> <reason>
+// <direction>", and [1] a packet injected in answer to it, "injected <verdict>
+// <reason>".
+var pcapComments = func() (c [numVerdicts][numReasons][2][2]string) {
+	for v := range c {
+		for r := range c[v] {
+			for d := range c[v][r] {
+				vr := policy.Verdict(v).String() + " " + policy.Reason(r).String()
+				c[v][r][d][0] = vr + " " + policy.Dir(d).String()
+				c[v][r][d][1] = "injected " + vr
+			}
+		}
+	}
+	return c
+}()
+
+// pcapComment is the comment of a packet the engine gave v for reason r in
+// direction dir, or of a packet injected in answer to it.
+func pcapComment(v policy.Verdict, r policy.Reason, dir policy.Dir, injected bool) string {
+	i := 0
+	if injected {
+		i = 1
+	}
+	if int(v) < numVerdicts && int(r) < numReasons && int(dir) < 2 {
+		return pcapComments[v][r][dir][i]
+	}
+	if injected {
+		return "injected " + v.String() + " " + r.String()
+	}
+	return v.String() + " " + r.String() + " " + dir.String()
 }
 
 // inject writes a packet the gateway originates to its side, with no offload

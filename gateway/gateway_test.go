@@ -3,12 +3,16 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/packet"
@@ -136,5 +140,74 @@ func TestGatewayInMemory(t *testing.T) {
 	}
 	if _, err := inside.Write([][]byte{syn}, 0); err == nil {
 		t.Error("the inside device is still open after Run returned")
+	}
+}
+
+// TestSetPcapSamePath: starting a recording to the file being recorded replaces it
+// with a whole, readable file that holds only what came after the restart (the old
+// recording's last buffered packets must not land in it).
+func TestSetPcapSamePath(t *testing.T) {
+	eng, err := policy.NewEngine(policy.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inside, outside := tun.NewChannel("inside", 0), tun.NewChannel("outside", 0)
+	gw, err := gateway.New(gateway.Config{Inside: inside, Outside: outside, Engine: eng, TickInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "run.pcapng")
+	if err := gw.SetPcap(path); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	client := netip.MustParseAddrPort("198.18.0.2:40000")
+	server := netip.MustParseAddrPort("198.19.0.2:80")
+	// Several packets before the restart, so that the first recording has buffered
+	// bytes to flush when it closes.
+	for i := range 20 {
+		inside.Inbound <- tcp4(t, netip.AddrPortFrom(client.Addr(), uint16(41000+i)), server, packet.TCPSyn, 1000, 0, make([]byte, 200))
+		receive(t, "SYN before the restart", outside.Outbound)
+	}
+	if err := gw.SetPcap(path); err != nil {
+		t.Fatalf("SetPcap to the same path: %v", err)
+	}
+	inside.Inbound <- tcp4(t, client, server, packet.TCPSyn, 1000, 0, nil)
+	receive(t, "SYN after the restart", outside.Outbound)
+	if err := gw.SetPcap(""); err != nil {
+		t.Fatal(err)
+	}
+
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
+	if err != nil {
+		t.Fatalf("open the restarted recording: %v", err)
+	}
+	var ports []uint16
+	for {
+		data, _, err := r.ReadPacketData()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read packet %d of the restarted recording: %v", len(ports)+1, err)
+		}
+		p := gopacket.NewPacket(data, layers.LayerTypeIPv4, gopacket.Default)
+		tcp, _ := p.Layer(layers.LayerTypeTCP).(*layers.TCP)
+		if tcp == nil {
+			t.Fatalf("packet %d is not TCP: %v", len(ports)+1, p)
+		}
+		ports = append(ports, uint16(tcp.SrcPort))
+	}
+	if len(ports) != 1 || ports[0] != client.Port() {
+		t.Errorf("the restarted recording holds packets from source ports %v, want only %d", ports, client.Port())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -70,7 +71,8 @@ type SideState struct {
 }
 
 // StartLab builds the lab's namespaces, starts its gateway with the policy and serves
-// the control API. Stop tears everything down; so does a failure of StartLab itself.
+// the control API, which answers as soon as StartLab returns. Stop tears everything
+// down; so does a failure of StartLab itself.
 func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOptions) (*Running, error) {
 	eng, err := policy.NewEngine(pol)
 	if err != nil {
@@ -85,14 +87,22 @@ func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOp
 		l.Down()
 		return nil, err
 	}
+	sock := filepath.Join(l.RunDir, SocketFile)
+	// Listening here, before anything runs, means the API answers once StartLab returns.
+	ln, err := listenControl(sock)
+	if err != nil {
+		l.Down()
+		return nil, err
+	}
 	if opts.Pcap != "" {
 		if err := gw.SetPcap(opts.Pcap); err != nil {
+			ln.Close()
 			l.Down()
 			return nil, err
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	r := &Running{Lab: l, Gateway: gw, Engine: eng, Socket: filepath.Join(l.RunDir, SocketFile), cancel: cancel, done: make(chan struct{})}
+	r := &Running{Lab: l, Gateway: gw, Engine: eng, Socket: sock, cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	var gerr, serr error
@@ -103,7 +113,7 @@ func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOp
 	}()
 	go func() {
 		defer wg.Done()
-		serr = gw.Serve(ctx, r.Socket)
+		serr = gw.serve(ctx, ln)
 		cancel()
 	}()
 	go func() {
@@ -111,28 +121,20 @@ func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOp
 		r.err = errors.Join(gerr, serr)
 		close(r.done)
 	}()
-	// Wait for the socket so that callers can use the API at once.
-	for i := 0; i < 200; i++ {
-		if _, err := os.Stat(r.Socket); err == nil {
-			break
-		}
-		select {
-		case <-r.done:
-			r.Stop()
-			return nil, fmt.Errorf("gateway stopped at start: %w", r.err)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 	st := State{
 		Name: l.Name, PID: os.Getpid(), RunDir: l.RunDir, Socket: r.Socket,
-		PolicyFile: opts.PolicyFile, Started: time.Now(), MTU: l.Client.Dev.MTU(), Device: l.Device,
+		PolicyFile: opts.PolicyFile, Started: gw.Started(), MTU: l.Client.Dev.MTU(), Device: l.Device,
 		Client: SideState{l.Client.Namespace, lab.LinkName, l.Client.Addr4.String(), l.Client.Addr6.String()},
 		Server: SideState{l.Server.Namespace, lab.LinkName, l.Server.Addr4.String(), l.Server.Addr6.String()},
 		NAT:    []string{lab.NATAddr4.String(), lab.NATAddr6.String()},
 		Policy: pol,
 	}
-	if b, err := json.MarshalIndent(st, "", "  "); err == nil {
-		os.WriteFile(filepath.Join(l.RunDir, StateFile), append(b, '\n'), 0o600)
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err == nil {
+		err = os.WriteFile(filepath.Join(l.RunDir, StateFile), append(b, '\n'), 0o600)
+	}
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("write the lab's state file: %w", err), r.Stop())
 	}
 	return r, nil
 }
@@ -156,15 +158,14 @@ func (r *Running) Stop() error {
 
 // ReadState reads the description of a running lab from its run directory.
 func ReadState(name, runBase string) (State, error) {
-	if runBase == "" {
-		runBase = lab.DefaultRunBase
-	}
 	var st State
-	b, err := os.ReadFile(filepath.Join(runBase, name, StateFile))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return st, lab.NoSuchLab(name)
-		}
+	b, err := os.ReadFile(filepath.Join(lab.RunDir(name, runBase), StateFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return st, lab.NoSuchLab(name)
+	case errors.Is(err, fs.ErrPermission):
+		return st, lab.ErrNotRoot
+	case err != nil:
 		return st, err
 	}
 	if err := json.Unmarshal(b, &st); err != nil {

@@ -25,7 +25,8 @@ type Pcap struct {
 	f    *os.File
 	w    *pcapgo.NgWriter
 	path string
-	n    uint64
+	opts pcapgo.NgPacketOptions // reused by Write, under mu
+	cmt  [1]string              // opts.Comments
 }
 
 // OpenPcap creates (or truncates) path and writes the pcapng section and interfaces.
@@ -64,9 +65,9 @@ func (p *Pcap) Write(side policy.Side, t time.Time, pkt []byte, comment string) 
 	if p.w == nil {
 		return
 	}
-	if err := p.w.WritePacketWithOptions(ci, pkt, pcapgo.NgPacketOptions{Comments: []string{comment}}); err == nil {
-		p.n++
-	}
+	p.cmt[0] = comment
+	p.opts.Comments = p.cmt[:]
+	p.w.WritePacketWithOptions(ci, pkt, p.opts)
 }
 
 // Flush pushes buffered packets to the file.
@@ -91,11 +92,4 @@ func (p *Pcap) Close() error {
 		err = cerr
 	}
 	return err
-}
-
-// Packets is how many packets were written.
-func (p *Pcap) Packets() uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.n
 }

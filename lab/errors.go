@@ -3,6 +3,7 @@ package lab
 import (
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 
 	"github.com/idlegate/idlegate/tun"
@@ -11,11 +12,22 @@ import (
 // Errors callers branch on with errors.Is. Each message names the fix.
 var (
 	ErrNotRoot   = errors.New("the lab needs root to create network namespaces and TUN devices: run idlegate as root")
-	ErrNoTUN     = tun.ErrNoTUN // the same value, so either package's name matches
 	ErrInUse     = errors.New("the lab is already running: run `idlegate lab down --name NAME` or pick another --name")
 	ErrNoSuchLab = errors.New("no such lab: start one with `idlegate lab up`")
 	ErrBadName   = fmt.Errorf("a lab name is 1 to %d characters of a-z, 0-9 and '-' and starts with a letter or digit: pick another --name", MaxNameLen)
 )
+
+// CheckHost returns ErrNotRoot or tun.ErrNoTUN unless this machine can run a lab:
+// the process is root and /dev/net/tun exists.
+func CheckHost() error {
+	if os.Geteuid() != 0 {
+		return ErrNotRoot
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return tun.ErrNoTUN
+	}
+	return nil
+}
 
 // inUseError is ErrInUse with the lab's name and the live pid in the message.
 type inUseError struct {

@@ -33,7 +33,7 @@ import (
 	"hash/fnv"
 	"net/netip"
 	"os"
-	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/idlegate/idlegate/tun"
@@ -164,7 +164,7 @@ func ServerNamespace(name string) string { return name + "-server" }
 
 // Up builds the lab cfg describes and records this process in its pid file.
 //
-// It fails with ErrBadName, ErrNotRoot or ErrNoTUN before touching anything,
+// It fails with ErrBadName, ErrNotRoot or tun.ErrNoTUN before touching anything,
 // and with ErrInUse if the pid file names a live process. Leftovers of a
 // previous lab of that name whose process died (its namespaces and run
 // directory) are removed first. If Up fails part way, everything it created is
@@ -181,11 +181,8 @@ func Up(cfg Config) (_ *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if os.Geteuid() != 0 {
-		return nil, ErrNotRoot
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		return nil, ErrNoTUN
+	if err := CheckHost(); err != nil {
+		return nil, err
 	}
 
 	unlock, err := lockRunBase(cfg.RunBase)
@@ -194,11 +191,11 @@ func Up(cfg Config) (_ *Lab, err error) {
 	}
 	defer unlock()
 
-	runDir := filepath.Join(cfg.RunBase, cfg.Name)
+	runDir := RunDir(cfg.Name, cfg.RunBase)
 	if pid, err := readPIDFile(runDir); err == nil && alive(pid) {
 		return nil, &inUseError{name: cfg.Name, pid: pid}
 	}
-	if _, err := cleanupLocked(cfg.Name, cfg.RunBase); err != nil {
+	if _, err := cleanupLocked(cfg.Name, runDir); err != nil {
 		return nil, fmt.Errorf("remove leftovers of lab %q: %w", cfg.Name, err)
 	}
 
@@ -226,8 +223,8 @@ func Up(cfg Config) (_ *Lab, err error) {
 }
 
 // build creates the side's namespace and its TUN (opened here, in the root
-// namespace, then moved in and renamed gw0) and configures it. On error the
-// caller tears down whatever s already names.
+// namespace, with its MTU set, then moved in and renamed gw0) and configures
+// it. On error the caller tears down whatever s already names.
 func (s *Side) build(device, link string, mtu int, routes []netip.Prefix) error {
 	ns, err := CreateNamespace(s.Namespace)
 	if err != nil {
@@ -249,8 +246,7 @@ func (s *Side) build(device, link string, mtu int, routes []netip.Prefix) error 
 		return err
 	}
 	return tun.Configure(ns, link, tun.LinkConfig{
-		Rename: LinkName,
-		MTU:    mtu,
+		Rename: LinkName, // the MTU was set when the device was opened
 		Addrs: []netip.Prefix{
 			netip.PrefixFrom(s.Addr4, 24),
 			netip.PrefixFrom(s.Addr6, 64),
@@ -301,11 +297,13 @@ func tunName(lab string, side byte) string {
 }
 
 // Namespace returns a handle on the named network namespace; the caller
-// closes it. A missing namespace is ErrNoSuchLab.
+// closes it. A missing namespace is ErrNoSuchLab, said about the lab the
+// namespace belongs to (name without its -client or -server suffix).
 func Namespace(name string) (netns.NsHandle, error) {
 	ns, err := netns.GetFromName(name)
 	if errors.Is(err, os.ErrNotExist) {
-		return netns.None(), fmt.Errorf("namespace %q: %w", name, ErrNoSuchLab)
+		labName := strings.TrimSuffix(strings.TrimSuffix(name, "-client"), "-server")
+		return netns.None(), fmt.Errorf("namespace %q: %w", name, NoSuchLab(labName))
 	}
 	if err != nil {
 		return netns.None(), fmt.Errorf("namespace %q: %w", name, err)

@@ -582,3 +582,38 @@ func TestTunNames(t *testing.T) {
 		t.Errorf("tunName: %q %q", c, s)
 	}
 }
+
+// TestMissingLabNamesIt: the errors about a missing lab name it.
+func TestMissingLabNamesIt(t *testing.T) {
+	runBase := t.TempDir()
+	for what, err := range map[string]error{
+		"Cleanup": Cleanup("t-absent", runBase),
+		"ReadPID": func() error { _, err := ReadPID("t-absent", runBase); return err }(),
+		"Do":      Do(ClientNamespace("t-absent"), func() error { return nil }),
+	} {
+		if !errors.Is(err, ErrNoSuchLab) || !strings.Contains(err.Error(), `"t-absent"`) {
+			t.Errorf("%s: %v, want ErrNoSuchLab naming lab \"t-absent\"", what, err)
+		}
+	}
+	if got, want := RunDir("x", ""), filepath.Join(DefaultRunBase, "x"); got != want {
+		t.Errorf("RunDir(x, \"\") = %q, want %q", got, want)
+	}
+}
+
+// TestProcStat: this process is alive and started a moment ago; a pid that is
+// not running is not alive.
+func TestProcStat(t *testing.T) {
+	if !alive(os.Getpid()) {
+		t.Error("alive(own pid) = false")
+	}
+	if alive(1 << 30) {
+		t.Error("alive(1<<30) = true")
+	}
+	started, err := processStart(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(started); d < -time.Second || d > time.Hour {
+		t.Errorf("processStart(own pid) = %v, %v ago", started, d)
+	}
+}

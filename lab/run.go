@@ -59,14 +59,20 @@ func ReadPID(name, runBase string) (int, error) {
 	if err := CheckName(name); err != nil {
 		return 0, err
 	}
+	pid, err := readPIDFile(RunDir(name, runBase))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, NoSuchLab(name)
+	}
+	return pid, err
+}
+
+// RunDir is lab name's run directory, runBase/name; an empty runBase means
+// DefaultRunBase.
+func RunDir(name, runBase string) string {
 	if runBase == "" {
 		runBase = DefaultRunBase
 	}
-	pid, err := readPIDFile(filepath.Join(runBase, name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, fmt.Errorf("lab %q: %w", name, ErrNoSuchLab)
-	}
-	return pid, err
+	return filepath.Join(runBase, name)
 }
 
 func readPIDFile(runDir string) (int, error) {
@@ -89,15 +95,30 @@ func alive(pid int) bool {
 	if err := unix.Kill(pid, 0); err != nil && err != unix.EPERM {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields, err := procStat(pid)
 	if err != nil {
 		return false
 	}
-	// The state follows the parenthesised command name, which may hold spaces.
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z' && stat[i+2] != 'X'
+	return fields[0] != "Z" && fields[0] != "X"
+}
+
+// procStat returns the fields of /proc/PID/stat that follow the parenthesised
+// command name (which may hold spaces): fields[0] is the state (field 3 of
+// proc(5)), fields[19] the start time (field 22). There is at least one.
+func procStat(pid int) ([]string, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
 	}
-	return true
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) == 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no state", pid)
+	}
+	return fields, nil
 }
 
 // Cleanup removes what lab name left behind: both namespaces and the run
@@ -109,27 +130,25 @@ func Cleanup(name, runBase string) error {
 	if err := CheckName(name); err != nil {
 		return err
 	}
-	if runBase == "" {
-		runBase = DefaultRunBase
-	}
-	unlock, err := lockRunBase(runBase)
+	runDir := RunDir(name, runBase)
+	unlock, err := lockRunBase(filepath.Dir(runDir))
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	found, err := cleanupLocked(name, runBase)
+	found, err := cleanupLocked(name, runDir)
 	if err != nil {
 		return fmt.Errorf("clean up lab %q: %w", name, err)
 	}
 	if !found {
-		return fmt.Errorf("lab %q: %w", name, ErrNoSuchLab)
+		return NoSuchLab(name)
 	}
 	return nil
 }
 
-// cleanupLocked removes lab name's namespaces and run directory and reports
-// whether any of them existed. The caller holds the run base lock.
-func cleanupLocked(name, runBase string) (found bool, err error) {
+// cleanupLocked removes lab name's namespaces and its run directory runDir and
+// reports whether any of them existed. The caller holds the run base lock.
+func cleanupLocked(name, runDir string) (found bool, err error) {
 	var errs []error
 	for _, ns := range []string{ClientNamespace(name), ServerNamespace(name)} {
 		if NamespaceExists(ns) {
@@ -137,7 +156,6 @@ func cleanupLocked(name, runBase string) (found bool, err error) {
 			errs = append(errs, DeleteNamespace(ns))
 		}
 	}
-	runDir := filepath.Join(runBase, name)
 	if _, err := os.Lstat(runDir); err == nil {
 		found = true
 		if err := os.RemoveAll(runDir); err != nil {
@@ -153,13 +171,10 @@ func Exists(name, runBase string) bool {
 	if CheckName(name) != nil {
 		return false
 	}
-	if runBase == "" {
-		runBase = DefaultRunBase
-	}
 	if NamespaceExists(ClientNamespace(name)) || NamespaceExists(ServerNamespace(name)) {
 		return true
 	}
-	_, err := os.Lstat(filepath.Join(runBase, name))
+	_, err := os.Lstat(RunDir(name, runBase))
 	return err == nil
 }
 
@@ -170,15 +185,12 @@ func Alive(pid int) bool { return alive(pid) }
 // reused by a process started after the pid file was written is not the owner:
 // ok is false, so that nobody signals an unrelated process.
 func Owner(name, runBase string) (pid int, ok bool) {
-	if runBase == "" {
-		runBase = DefaultRunBase
-	}
-	pidFile := filepath.Join(runBase, name, PIDFile)
-	pid, err := readPIDFile(filepath.Join(runBase, name))
+	runDir := RunDir(name, runBase)
+	pid, err := readPIDFile(runDir)
 	if err != nil || !alive(pid) {
 		return 0, false
 	}
-	fi, err := os.Stat(pidFile)
+	fi, err := os.Stat(filepath.Join(runDir, PIDFile))
 	if err != nil {
 		return 0, false
 	}
@@ -192,16 +204,10 @@ func Owner(name, runBase string) (pid int, ok bool) {
 // processStart is when pid started, from /proc/PID/stat (field 22, clock ticks
 // since boot) and the boot time in /proc/stat.
 func processStart(pid int) (time.Time, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields, err := procStat(pid)
 	if err != nil {
 		return time.Time{}, err
 	}
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 {
-		return time.Time{}, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	// Fields after the command name start at field 3 (state); starttime is field 22.
-	fields := strings.Fields(string(stat[i+1:]))
 	if len(fields) < 20 {
 		return time.Time{}, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}

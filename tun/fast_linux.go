@@ -11,7 +11,6 @@ import (
 	"unsafe"
 
 	"github.com/idlegate/idlegate/packet"
-	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -151,14 +150,9 @@ var _ Device = (*FastDevice)(nil)
 // lets the kernel pick one; errors are ErrNoTUN, ErrNotPermitted or an error
 // naming what failed.
 func OpenFast(name string, cfg FastConfig) (*FastDevice, error) {
-	if len(name) > maxInterfaceName {
-		return nil, fmt.Errorf("open tun %q: interface names are at most %d bytes", name, maxInterfaceName)
-	}
-	if cfg.MTU == 0 {
-		cfg.MTU = DefaultMTU
-	}
-	if cfg.MTU < 68 || cfg.MTU > 65535 {
-		return nil, fmt.Errorf("open tun %q: MTU %d is outside 68..65535", name, cfg.MTU)
+	var err error
+	if cfg.MTU, err = checkOpen(name, cfg.MTU); err != nil {
+		return nil, err
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = DefaultFastBatch
@@ -217,13 +211,9 @@ func OpenFast(name string, cfg FastConfig) (*FastDevice, error) {
 		d.Close()
 		return nil, fmt.Errorf("open tun %q: %w", name, err)
 	}
-	link, err := netlink.LinkByName(d.name)
-	if err == nil {
-		err = netlink.LinkSetMTU(link, cfg.MTU)
-	}
-	if err != nil {
+	if err := setMTU(d.name, cfg.MTU); err != nil {
 		d.Close()
-		return nil, fmt.Errorf("set MTU %d on tun %q: %w", cfg.MTU, d.name, err)
+		return nil, err
 	}
 	return d, nil
 }
@@ -276,16 +266,7 @@ func (d *FastDevice) MTU() int { return d.mtu }
 
 // Name asks the kernel (TUNGETIFF), so that a rename shows; after Close it
 // returns the name at open time.
-func (d *FastDevice) Name() string {
-	name := d.name
-	d.rc.Control(func(fd uintptr) {
-		ifr, err := unix.NewIfreq("")
-		if err == nil && unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr) == nil {
-			name = ifr.Name()
-		}
-	})
-	return name
-}
+func (d *FastDevice) Name() string { return kernelName(d.rc, d.name) }
 
 // Close closes the descriptor and wakes a blocked Read, which returns
 // os.ErrClosed.
@@ -342,7 +323,7 @@ func (d *FastDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		err = rerr
 	}
 	if err != nil && n == 0 {
-		if d.closed.Load() || errors.Is(err, os.ErrClosed) || err == unix.EBADF || err == unix.EBADFD {
+		if d.closed.Load() || isClosed(err) {
 			return 0, os.ErrClosed
 		}
 		return 0, fmt.Errorf("read tun %q: %w", d.name, err)
@@ -596,7 +577,7 @@ func (d *FastDevice) Write(bufs [][]byte, offset int) (int, error) {
 		err = werr
 	}
 	if err != nil {
-		if d.closed.Load() || errors.Is(err, os.ErrClosed) || err == unix.EBADF || err == unix.EBADFD {
+		if d.closed.Load() || isClosed(err) {
 			return i, os.ErrClosed
 		}
 		return i, fmt.Errorf("write tun %q: %w", d.name, err)

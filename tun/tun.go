@@ -18,7 +18,15 @@
 // ip(8). Everything except [ChannelDevice] needs root or CAP_NET_ADMIN.
 package tun
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
 
 // Device is a source and sink of IP packets.
 //
@@ -65,3 +73,51 @@ const (
 	// maxInterfaceName is IFNAMSIZ minus the terminating NUL.
 	maxInterfaceName = 15
 )
+
+// checkOpen validates the name and MTU a device is opened with and returns
+// the MTU to use (0 means DefaultMTU).
+func checkOpen(name string, mtu int) (int, error) {
+	if len(name) > maxInterfaceName {
+		return 0, fmt.Errorf("open tun %q: interface names are at most %d bytes", name, maxInterfaceName)
+	}
+	if mtu == 0 {
+		mtu = DefaultMTU
+	}
+	if mtu < 68 || mtu > 65535 {
+		return 0, fmt.Errorf("open tun %q: MTU %d is outside 68..65535", name, mtu)
+	}
+	return mtu, nil
+}
+
+// setMTU sets the MTU of the link named name in the calling thread's network
+// namespace.
+func setMTU(name string, mtu int) error {
+	link, err := netlink.LinkByName(name)
+	if err == nil {
+		err = netlink.LinkSetMTU(link, mtu)
+	}
+	if err != nil {
+		return fmt.Errorf("set MTU %d on tun %q: %w", mtu, name, err)
+	}
+	return nil
+}
+
+// kernelName asks the kernel (TUNGETIFF) for the current name of the TUN
+// device behind rc, so that a rename shows; it returns fallback if it cannot.
+func kernelName(rc syscall.RawConn, fallback string) string {
+	name := fallback
+	rc.Control(func(fd uintptr) {
+		ifr, err := unix.NewIfreq("")
+		if err == nil && unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr) == nil {
+			name = ifr.Name()
+		}
+	})
+	return name
+}
+
+// isClosed reports whether err from a TUN descriptor means the device was
+// closed: os.ErrClosed, or EBADF/EBADFD from a descriptor closed under a
+// system call.
+func isClosed(err error) bool {
+	return errors.Is(err, os.ErrClosed) || err == unix.EBADF || err == unix.EBADFD
+}

@@ -9,8 +9,6 @@ import (
 	"syscall"
 
 	"github.com/songgao/water"
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
 
 // waterDevice is a TUN device opened by water. water opens /dev/net/tun with
@@ -34,14 +32,9 @@ type waterDevice struct {
 // A missing driver is reported as ErrNoTUN and a missing privilege as
 // ErrNotPermitted.
 func OpenWater(name string, mtu int) (Device, error) {
-	if len(name) > maxInterfaceName {
-		return nil, fmt.Errorf("open tun %q: interface names are at most %d bytes", name, maxInterfaceName)
-	}
-	if mtu == 0 {
-		mtu = DefaultMTU
-	}
-	if mtu < 68 || mtu > 65535 {
-		return nil, fmt.Errorf("open tun %q: MTU %d is outside 68..65535", name, mtu)
+	mtu, err := checkOpen(name, mtu)
+	if err != nil {
+		return nil, err
 	}
 	ifce, err := water.New(water.Config{
 		DeviceType:             water.TUN,
@@ -58,13 +51,9 @@ func OpenWater(name string, mtu int) (Device, error) {
 		return nil, fmt.Errorf("open tun %q: water returned %T, want *os.File", name, ifce.ReadWriteCloser)
 	}
 	d := &waterDevice{ifce: ifce, file: file, name: ifce.Name(), mtu: mtu}
-	link, err := netlink.LinkByName(d.name)
-	if err == nil {
-		err = netlink.LinkSetMTU(link, mtu)
-	}
-	if err != nil {
+	if err := setMTU(d.name, mtu); err != nil {
 		d.Close()
-		return nil, fmt.Errorf("set MTU %d on tun %q: %w", mtu, d.name, err)
+		return nil, err
 	}
 	return d, nil
 }
@@ -116,17 +105,7 @@ func (d *waterDevice) Name() string {
 	if err != nil {
 		return d.name
 	}
-	name := d.name
-	conn.Control(func(fd uintptr) {
-		ifr, err := unix.NewIfreq("")
-		if err != nil {
-			return
-		}
-		if unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr) == nil {
-			name = ifr.Name()
-		}
-	})
-	return name
+	return kernelName(conn, d.name)
 }
 
 func (d *waterDevice) Close() error {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -27,8 +28,11 @@ func dialLab(name string) (*client, error) {
 	if err := lab.CheckName(name); err != nil {
 		return nil, usageError{err}
 	}
-	sock := filepath.Join(lab.DefaultRunBase, name, gateway.SocketFile)
+	sock := filepath.Join(lab.RunDir(name, ""), gateway.SocketFile)
 	if _, err := os.Stat(sock); err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, lab.ErrNotRoot // the run directory is root's, mode 0700
+		}
 		return nil, lab.NoSuchLab(name)
 	}
 	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

@@ -22,6 +22,10 @@ func newCtCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "ct",
 		Short: "Look at and change the gateway's connection table (like conntrack -L/-E/-F)",
+		Example: `  sudo idlegate ct list
+  sudo idlegate ct events --verdicts
+  sudo idlegate ct flush
+  sudo idlegate ct stats -o json`,
 	}
 	c.AddCommand(newCtListCmd(), newCtEventsCmd(), newCtFlushCmd(), newCtStatsCmd())
 	return c
@@ -98,12 +102,6 @@ func queryLab[T any](w io.Writer, name, out, method, path string, body any, text
 	return nil
 }
 
-func writeJSONOut(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 func newCtEventsCmd() *cobra.Command {
 	var name, out string
 	var verdicts bool
@@ -142,7 +140,7 @@ func newCtEventsCmd() *cobra.Command {
 				}
 				var ev gateway.EventJSON
 				if json.Unmarshal(sc.Bytes(), &ev) == nil {
-					fmt.Fprintln(w, FormatEvent(ev))
+					fmt.Fprintln(w, formatEvent(ev))
 				}
 			}
 			return nil
@@ -154,8 +152,8 @@ func newCtEventsCmd() *cobra.Command {
 	return c
 }
 
-// FormatEvent prints one event the way conntrack -E does, plus idlegate's reasons.
-func FormatEvent(ev gateway.EventJSON) string {
+// formatEvent prints one event the way conntrack -E does, plus idlegate's reasons.
+func formatEvent(ev gateway.EventJSON) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%8.3fs %-9s", ev.T, "["+ev.Type+"]")
 	if ev.Proto != "" {
@@ -248,6 +246,8 @@ func newPolicyCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "policy",
 		Short: "Show or change the running gateway's policy",
+		Example: `  sudo idlegate policy show
+  sudo idlegate policy set timeouts.tcp.established=10s orphan=reset`,
 	}
 	var name, out string
 	show := &cobra.Command{
@@ -308,6 +308,8 @@ func newPcapCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "pcap",
 		Short: "Start or stop recording what crosses a running gateway",
+		Example: `  sudo idlegate pcap start /tmp/run.pcapng
+  sudo idlegate pcap stop`,
 	}
 	var name string
 	start := &cobra.Command{

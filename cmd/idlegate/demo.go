@@ -44,7 +44,7 @@ Prints a timeline of both and exits 0 only if both outcomes happened.`,
 		Args:    cobra.NoArgs,
 		RunE:    func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.OutOrStdout(), o) },
 	}
-	c.Flags().StringVar(&o.name, "name", o.name, "lab name")
+	nameFlag(c, &o.name)
 	c.Flags().DurationVar(&o.timeout, "timeout", o.timeout, "the gateway's TCP established idle timeout")
 	c.Flags().DurationVar(&o.idle, "idle", o.idle, "how long each connection stays idle")
 	c.Flags().DurationVar(&o.keepalive, "keepalive", o.keepalive, "TCP_KEEPIDLE and TCP_KEEPINTVL of story 2")
@@ -54,7 +54,6 @@ Prints a timeline of both and exits 0 only if both outcomes happened.`,
 // timeline collects lines from the client, the gateway and the server.
 type timeline struct {
 	mu    sync.Mutex
-	start time.Time
 	lines []tlLine
 }
 
@@ -83,6 +82,9 @@ func (t *timeline) print(w io.Writer, from, to time.Time) {
 }
 
 func runDemo(w io.Writer, o demoOpts) error {
+	if err := lab.CheckName(o.name); err != nil {
+		return usageError{err}
+	}
 	if o.idle <= o.timeout || o.keepalive >= o.timeout {
 		return usagef("the story needs --keepalive < --timeout < --idle (have %s, %s, %s)", o.keepalive, o.timeout, o.idle)
 	}
@@ -102,7 +104,7 @@ func runDemo(w io.Writer, o demoOpts) error {
 	fmt.Fprintf(w, "lab %q up: client %s in netns %s, server %s in netns %s\n\n",
 		o.name, lab.ClientAddr4, run.Lab.Client.Namespace, lab.ServerAddr4, run.Lab.Server.Namespace)
 
-	tl := &timeline{start: time.Now()}
+	tl := &timeline{}
 	sub := run.Engine.Table().Subscribe(8192)
 	defer sub.Close()
 	go func() {

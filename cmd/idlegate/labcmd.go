@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/lab"
@@ -34,6 +34,10 @@ func newLabCmd() *cobra.Command {
 		Long: `A lab is two network namespaces, NAME-client (inside, 198.18.0.2, fd00:18::2) and
 NAME-server (outside, 198.19.0.2, fd00:19::2), each with one TUN link gw0 whose other end
 the gateway holds. The only path between them is through the gateway.`,
+		Example: `  sudo idlegate lab up --detach
+  sudo idlegate lab show
+  sudo idlegate lab exec client -- ping -c1 198.19.0.2
+  sudo idlegate lab down`,
 	}
 	c.AddCommand(newLabUpCmd(), newLabDownCmd(), newLabShowCmd(), newLabExecCmd())
 	return c
@@ -95,7 +99,7 @@ func labUp(cmd *cobra.Command, o labUpOpts) error {
 		return usageError{err}
 	}
 	if o.detach {
-		return labUpDetached(cmd, o)
+		return labUpDetached(cmd, o, realPol)
 	}
 	ready := readyPipe()
 	fail := func(err error) error {
@@ -118,7 +122,6 @@ func labUp(cmd *cobra.Command, o labUpOpts) error {
 	if err != nil {
 		return fail(err)
 	}
-	defer run.Stop()
 	if ready != nil {
 		// Detached: from here on, everything goes to the log in the run directory.
 		if logFile, err = os.OpenFile(filepath.Join(run.Lab.RunDir, gateway.LogFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
@@ -139,11 +142,9 @@ func labUp(cmd *cobra.Command, o labUpOpts) error {
 	case <-run.Done():
 		if err := run.Err(); err != nil {
 			log.Error("gateway stopped", "err", err)
-			run.Stop()
-			return err
 		}
 	}
-	return run.Stop()
+	return run.Stop() // with why the gateway stopped, if it failed
 }
 
 func absPath(p string) string {
@@ -167,34 +168,18 @@ func readyPipe() *os.File {
 }
 
 // labUpDetached starts `idlegate lab up` in its own session and waits until its gateway
-// is ready or it fails.
-func labUpDetached(cmd *cobra.Command, o labUpOpts) error {
+// is ready or it fails. pol is the policy the flags gave, with real (unscaled) timeouts.
+func labUpDetached(cmd *cobra.Command, o labUpOpts, pol policy.Policy) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
-	}
-	args := []string{"lab", "up", "--name", o.name, "--mtu", strconv.Itoa(o.mtu)}
-	if o.config != "" {
-		args = append(args, "--config", absPath(o.config))
-	}
-	if o.pcap != "" {
-		args = append(args, "--pcap", absPath(o.pcap))
-	}
-	if o.profile != "" {
-		args = append(args, "--profile", o.profile)
-	}
-	if o.scale != 1 {
-		args = append(args, "--time-scale", strconv.FormatFloat(o.scale, 'g', -1, 64))
-	}
-	for _, s := range o.sets {
-		args = append(args, "--set", s)
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	child := exec.Command(exe, args...)
+	child := exec.Command(exe, detachedArgs(cmd)...)
 	child.Env = append(os.Environ(), readyFDEnv+"=3")
 	child.ExtraFiles = []*os.File{w}
 	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -209,8 +194,7 @@ func labUpDetached(cmd *cobra.Command, o labUpOpts) error {
 	case line == "ready":
 		pid := child.Process.Pid // Release forgets it
 		child.Process.Release()
-		pol, _ := loadPolicyFrom(o.profile, o.config, o.sets)
-		printLabSummary(cmd.OutOrStdout(), o.name, filepath.Join(lab.DefaultRunBase, o.name), pol, o.scale)
+		printLabSummary(cmd.OutOrStdout(), o.name, lab.RunDir(o.name, ""), pol, o.scale)
 		fmt.Fprintf(cmd.OutOrStdout(), "gateway running in the background (pid %d); stop it with `idlegate lab down --name %s`\n", pid, o.name)
 		return nil
 	case strings.HasPrefix(line, "error "):
@@ -221,6 +205,28 @@ func labUpDetached(cmd *cobra.Command, o labUpOpts) error {
 		child.Wait()
 		return fmt.Errorf("the background gateway exited before it was ready; run without --detach to see why")
 	}
+}
+
+// detachedArgs are the arguments of the detached child of `lab up`: every flag the
+// user set but --detach, file paths made absolute (the child runs elsewhere).
+func detachedArgs(cmd *cobra.Command) []string {
+	args := []string{"lab", "up"}
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		switch f.Name {
+		case "detach":
+		case "config", "pcap":
+			args = append(args, "--"+f.Name+"="+absPath(f.Value.String()))
+		default:
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				for _, v := range sv.GetSlice() {
+					args = append(args, "--"+f.Name+"="+v)
+				}
+				return
+			}
+			args = append(args, "--"+f.Name+"="+f.Value.String())
+		}
+	})
+	return args
 }
 
 // detachedError carries the exit code the detached child chose.
@@ -270,8 +276,8 @@ links and run directory, including leftovers of a gateway that was killed.`,
 			if err := lab.CheckName(name); err != nil {
 				return usageError{err}
 			}
-			if os.Geteuid() != 0 {
-				return lab.ErrNotRoot
+			if err := lab.CheckHost(); err != nil {
+				return err
 			}
 			stopped := false
 			if pid, ok := lab.Owner(name, ""); ok && pid != os.Getpid() {
@@ -282,9 +288,6 @@ links and run directory, including leftovers of a gateway that was killed.`,
 				if errors.Is(err, lab.ErrNoSuchLab) && stopped {
 					fmt.Fprintf(cmd.OutOrStdout(), "lab %q removed\n", name)
 					return nil
-				}
-				if errors.Is(err, lab.ErrNoSuchLab) {
-					return lab.NoSuchLab(name)
 				}
 				return err
 			}
@@ -346,9 +349,7 @@ func newLabShowCmd() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			if out == "json" {
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return writeJSONOut(w, st)
 			}
 			fmt.Fprintf(w, "lab %s (gateway pid %d, MTU %d, %s TUN device)\n", st.Name, st.PID, st.MTU, st.Device)
 			fmt.Fprintf(w, "  client   netns %-20s %s %s  %s\n", st.Client.Namespace, st.Client.Link, st.Client.Addr4, st.Client.Addr6)
@@ -405,8 +406,8 @@ func newLabExecCmd() *cobra.Command {
 			default:
 				return usagef("the first argument is client or server, not %q", args[0])
 			}
-			if os.Geteuid() != 0 {
-				return lab.ErrNotRoot
+			if err := lab.CheckHost(); err != nil {
+				return err
 			}
 			if !lab.Exists(name, "") {
 				return lab.NoSuchLab(name)

@@ -11,8 +11,10 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -67,14 +69,12 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &de):
 		return de.code
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.Is(err, lab.ErrBadName):
 		return exitUsage
 	case errors.Is(err, lab.ErrNotRoot), errors.Is(err, tun.ErrNoTUN):
 		return exitEnv
-	case errors.Is(err, lab.ErrNoSuchLab), errors.Is(err, lab.ErrInUse), errors.Is(err, lab.ErrBadName):
+	case errors.Is(err, lab.ErrNoSuchLab), errors.Is(err, lab.ErrInUse):
 		return exitState
-	case errors.Is(err, errDemoFailed):
-		return exitFailure
 	}
 	return exitFailure
 }
@@ -131,7 +131,19 @@ func checkOutput(out string) error {
 	return nil
 }
 
-// nameFlag adds --name for commands that address a lab.
+// nameFlag adds --name for commands that address a lab. Its default is *name, or
+// lab.DefaultName if that is empty.
 func nameFlag(c *cobra.Command, name *string) {
-	c.Flags().StringVar(name, "name", lab.DefaultName, "lab name")
+	def := *name
+	if def == "" {
+		def = lab.DefaultName
+	}
+	c.Flags().StringVar(name, "name", def, "lab name")
+}
+
+// writeJSONOut writes v as indented JSON, for -o json.
+func writeJSONOut(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

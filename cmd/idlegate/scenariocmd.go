@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -67,7 +66,7 @@ func newScenarioListCmd() *cobra.Command {
 				for _, s := range list {
 					items = append(items, item{s.Name, s.Title, strings.TrimSpace(s.Concept)})
 				}
-				return writeJSONTo(w, items)
+				return writeJSONOut(w, items)
 			}
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			for i, s := range list {
@@ -160,11 +159,8 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 			list = append(list, s)
 		}
 	}
-	if os.Geteuid() != 0 {
-		return lab.ErrNotRoot
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		return tun.ErrNoTUN
+	if err := lab.CheckHost(); err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
@@ -238,10 +234,10 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 	}
 	if o.output == "json" {
 		if len(list) == 1 && len(done) == 1 {
-			if err := writeJSONTo(w, done[0]); err != nil {
+			if err := writeJSONOut(w, done[0]); err != nil {
 				return err
 			}
-		} else if err := writeJSONTo(w, map[string]any{"pass": failed == 0 && len(done) == len(list), "passed": passed, "failed": failed, "reports": done}); err != nil {
+		} else if err := writeJSONOut(w, map[string]any{"pass": failed == 0 && len(done) == len(list), "passed": passed, "failed": failed, "reports": done}); err != nil {
 			return err
 		}
 	} else if len(list) > 1 {
@@ -261,10 +257,4 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 		return errScenarioFailed
 	}
 	return nil
-}
-
-func writeJSONTo(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
