@@ -7,9 +7,9 @@ import (
 
 // Fields of the packets the builders make.
 const (
-	// BuildTTL is the IPv4 TTL and IPv6 Hop Limit of built packets (Linux
+	// buildTTL is the IPv4 TTL and IPv6 Hop Limit of built packets (Linux
 	// net.ipv4.ip_default_ttl and net.ipv6.conf.all.hop_limit default to 64).
-	BuildTTL = 64
+	buildTTL = 64
 	// tosInternetControl is IP precedence 6 (INTERNETWORK CONTROL), which
 	// RFC 1812 4.3.2.5 asks for on ICMP errors.
 	tosInternetControl = 0xc0
@@ -73,7 +73,7 @@ func BuildReset(dst []byte, offending []byte) ([]byte, error) {
 		}
 		flags |= TCPAck
 	}
-	return buildTCP(dst, p.Dst, p.Src, p.DstPort, p.SrcPort, seq, ack, flags)
+	return buildTCP(dst, p.Dst, p.Src, p.DstPort, p.SrcPort, seq, ack, flags, 0, nil)
 }
 
 // BuildRST writes into dst a bare RST from src to dstAP with sequence number
@@ -84,35 +84,38 @@ func BuildReset(dst []byte, offending []byte) ([]byte, error) {
 // ErrAddrFamily. It returns dst[:ResetLen4] or dst[:ResetLen6], or
 // ErrShortBuffer if cap(dst) is too small.
 func BuildRST(dst []byte, src, dstAP netip.AddrPort, seq, ack uint32, withAck bool) ([]byte, error) {
-	s, d := src.Addr().Unmap(), dstAP.Addr().Unmap()
-	if !s.IsValid() || !d.IsValid() || s.Is4() != d.Is4() {
-		return nil, ErrAddrFamily
-	}
 	flags := TCPRst
 	if withAck {
 		flags |= TCPAck
 	} else {
 		ack = 0
 	}
-	return buildTCP(dst, s, d, src.Port(), dstAP.Port(), seq, ack, flags)
+	return BuildTCP(dst, src, dstAP, seq, ack, flags, 0, nil)
 }
 
-// buildTCP writes an IP header and a 20-byte TCP header with window 0 and no
-// payload. src and dst are valid and of one version.
-func buildTCP(dst []byte, src, dstA netip.Addr, sport, dport uint16, seq, ack uint32, flags uint8) ([]byte, error) {
-	hl := IPv4MinHeaderLen
-	if !src.Is4() {
-		hl = IPv6HeaderLen
+// BuildTCP writes into dst a TCP segment from src to dstAP carrying payload:
+// an IPv4 header (TTL 64, DF, identification 0) or IPv6 header (Hop Limit
+// 64, traffic class and flow label 0) and a 20-byte TCP header without
+// options, with sequence number seq, acknowledgment number ack, the flags
+// byte flags and window, and correct checksums. Both addresses must be valid
+// and of one IP version (IPv4-mapped IPv6 addresses count as IPv4), or it
+// returns ErrAddrFamily. It returns dst[:n] for the n bytes of the packet,
+// ErrShortBuffer if cap(dst) is too small, or ErrTooLong if the packet would
+// not fit its IP length field. dst may share memory with payload.
+func BuildTCP(dst []byte, src, dstAP netip.AddrPort, seq, ack uint32, flags uint8, window uint16, payload []byte) ([]byte, error) {
+	s, d, err := addrPair(src, dstAP)
+	if err != nil {
+		return nil, err
 	}
-	n := hl + TCPMinHeaderLen
-	if cap(dst) < n {
-		return nil, ErrShortBuffer
-	}
-	b := dst[:n]
-	if src.Is4() {
-		putIPv4Header(b, 0, n, ipv4FlagDF, BuildTTL, ProtoTCP, src, dstA)
-	} else {
-		putIPv6Header(b, TCPMinHeaderLen, ProtoTCP, BuildTTL, src, dstA)
+	return buildTCP(dst, s, d, src.Port(), dstAP.Port(), seq, ack, flags, window, payload)
+}
+
+// buildTCP is BuildTCP for addresses src and dstA that are valid and of one
+// version.
+func buildTCP(dst []byte, src, dstA netip.Addr, sport, dport uint16, seq, ack uint32, flags uint8, window uint16, payload []byte) ([]byte, error) {
+	b, hl, pseudo, err := buildIP(dst, src, dstA, ProtoTCP, TCPMinHeaderLen, payload)
+	if err != nil {
+		return nil, err
 	}
 	t := b[hl:]
 	binary.BigEndian.PutUint16(t[tcpSrcPort:], sport)
@@ -121,11 +124,72 @@ func buildTCP(dst []byte, src, dstA netip.Addr, sport, dport uint16, seq, ack ui
 	binary.BigEndian.PutUint32(t[tcpAck:], ack)
 	t[tcpDataOff] = TCPMinHeaderLen / 4 << 4
 	t[tcpFlags] = flags
-	binary.BigEndian.PutUint16(t[tcpWindow:], 0)
+	binary.BigEndian.PutUint16(t[tcpWindow:], window)
 	binary.BigEndian.PutUint16(t[tcpChecksum:], 0)
 	binary.BigEndian.PutUint16(t[tcpUrgent:], 0)
-	binary.BigEndian.PutUint16(t[tcpChecksum:], Checksum(t, PseudoHeaderSum(src, dstA, ProtoTCP, TCPMinHeaderLen)))
+	binary.BigEndian.PutUint16(t[tcpChecksum:], Checksum(t, pseudo))
 	return b, nil
+}
+
+// BuildUDP writes into dst a UDP datagram from src to dstAP carrying
+// payload, with the IP header of BuildTCP and a correct checksum (one that
+// computes to zero sent as all ones, RFC 768). Addresses, errors and dst as
+// for BuildTCP.
+func BuildUDP(dst []byte, src, dstAP netip.AddrPort, payload []byte) ([]byte, error) {
+	s, d, err := addrPair(src, dstAP)
+	if err != nil {
+		return nil, err
+	}
+	b, hl, pseudo, err := buildIP(dst, s, d, ProtoUDP, UDPHeaderLen, payload)
+	if err != nil {
+		return nil, err
+	}
+	u := b[hl:]
+	binary.BigEndian.PutUint16(u[udpSrcPort:], src.Port())
+	binary.BigEndian.PutUint16(u[udpDstPort:], dstAP.Port())
+	binary.BigEndian.PutUint16(u[udpLength:], uint16(len(u)))
+	binary.BigEndian.PutUint16(u[udpChecksum:], 0)
+	binary.BigEndian.PutUint16(u[udpChecksum:], udpCsum(Checksum(u, pseudo)))
+	return b, nil
+}
+
+// addrPair returns the addresses of src and dst, IPv4-mapped IPv6 addresses
+// unmapped, or ErrAddrFamily unless both are valid and of one IP version.
+func addrPair(src, dst netip.AddrPort) (s, d netip.Addr, err error) {
+	s, d = src.Addr().Unmap(), dst.Addr().Unmap()
+	if !s.IsValid() || !d.IsValid() || s.Is4() != d.Is4() {
+		return s, d, ErrAddrFamily
+	}
+	return s, d, nil
+}
+
+// buildIP lays out in dst a packet from src to dstA (valid, of one version)
+// whose transport header of l4HeaderLen bytes is followed by payload: it
+// checks the sizes, copies payload to its place (first, as dst may share
+// memory with it) and writes the IP header (TTL 64, IPv4 DF). It returns the
+// packet, the offset of the transport header, which is left for the caller
+// to fill, and the pseudo-header sum of its checksum.
+func buildIP(dst []byte, src, dstA netip.Addr, proto uint8, l4HeaderLen int, payload []byte) (b []byte, hl int, pseudo uint32, err error) {
+	hl = IPv4MinHeaderLen
+	if !src.Is4() {
+		hl = IPv6HeaderLen
+	}
+	l4Len := l4HeaderLen + len(payload)
+	if src.Is4() && hl+l4Len > maxDatagramBytes || l4Len > maxDatagramBytes {
+		return nil, 0, 0, ErrTooLong
+	}
+	n := hl + l4Len
+	if cap(dst) < n {
+		return nil, 0, 0, ErrShortBuffer
+	}
+	b = dst[:n]
+	copy(b[hl+l4HeaderLen:], payload)
+	if src.Is4() {
+		putIPv4Header(b, 0, n, ipv4FlagDF, buildTTL, proto, src, dstA)
+	} else {
+		putIPv6Header(b, l4Len, proto, buildTTL, src, dstA)
+	}
+	return b, hl, PseudoHeaderSum(src, dstA, proto, l4Len), nil
 }
 
 // BuildUnreachable writes into dst the ICMP error that refuses offending:
@@ -155,7 +219,7 @@ func BuildUnreachable(dst []byte, offending []byte, from netip.Addr) ([]byte, er
 	switch {
 	case p.Version == 4 && p.Proto == ProtoICMP:
 		// Linux icmp_send also refuses types it does not know (> 18).
-		if !p.HasL4 || icmpv4IsError(p.ICMPType) || p.ICMPType == ICMPv4SourceQuench ||
+		if !p.HasL4 || p.ICMPError || p.ICMPType == ICMPv4SourceQuench ||
 			p.ICMPType == ICMPv4Redirect || p.ICMPType > 18 {
 			return nil, ErrICMPError
 		}
@@ -176,7 +240,7 @@ func BuildUnreachable(dst []byte, offending []byte, from netip.Addr) ([]byte, er
 	if p.Version == 6 {
 		hl, limit = IPv6HeaderLen, ICMPv6MaxErrorLen
 	}
-	hdr := hl + ICMPHeaderLen
+	hdr := hl + icmpHeaderLen
 	quote := min(p.TotalLen, limit-hdr, cap(dst)-hdr)
 	if quote < min(p.TotalLen, p.L4Off+8, limit-hdr) {
 		return nil, ErrShortBuffer
@@ -193,10 +257,10 @@ func BuildUnreachable(dst []byte, offending []byte, from netip.Addr) ([]byte, er
 	binary.BigEndian.PutUint16(m[icmpChecksum:], 0)
 	binary.BigEndian.PutUint32(m[icmpID:], 0)
 	if p.Version == 4 {
-		putIPv4Header(b, tosInternetControl, n, 0, BuildTTL, ProtoICMP, from, p.Src)
+		putIPv4Header(b, tosInternetControl, n, 0, buildTTL, ProtoICMP, from, p.Src)
 		binary.BigEndian.PutUint16(m[icmpChecksum:], Checksum(m, 0))
 	} else {
-		putIPv6Header(b, len(m), ProtoICMPv6, BuildTTL, from, p.Src)
+		putIPv6Header(b, len(m), ProtoICMPv6, buildTTL, from, p.Src)
 		binary.BigEndian.PutUint16(m[icmpChecksum:], Checksum(m, PseudoHeaderSum(from, p.Src, ProtoICMPv6, len(m))))
 	}
 	return b, nil

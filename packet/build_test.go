@@ -169,6 +169,93 @@ func TestBuildRST(t *testing.T) {
 	}
 }
 
+func TestBuildTCPUDP(t *testing.T) {
+	payload := bytesOf(101, 3)
+	for _, tc := range []struct {
+		name     string
+		src, dst string
+	}{
+		{"ipv4", "192.0.2.1:40000", "198.51.100.7:8443"},
+		{"ipv6", "[2001:db8::1]:40000", "[2001:db8:1::7]:8443"},
+		{"v4-mapped counts as ipv4", "[::ffff:192.0.2.1]:40000", "198.51.100.7:8443"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src, dstAP := ap(tc.src), ap(tc.dst)
+			hl := 20
+			if !src.Addr().Unmap().Is4() {
+				hl = 40
+			}
+			b, err := BuildTCP(make([]byte, 0, 200), src, dstAP, 7, 9, TCPSyn|TCPAck|TCPEce, 65535, payload)
+			if err != nil || len(b) != hl+20+len(payload) {
+				t.Fatalf("BuildTCP = %d bytes, %v", len(b), err)
+			}
+			gp := checkPacket(t, b)
+			tcp := gp.TransportLayer().(*layers.TCP)
+			if !tcp.SYN || !tcp.ACK || !tcp.ECE || tcp.RST || tcp.Seq != 7 || tcp.Ack != 9 || tcp.Window != 65535 ||
+				uint16(tcp.SrcPort) != src.Port() || uint16(tcp.DstPort) != dstAP.Port() || !bytes.Equal(tcp.Payload, payload) {
+				t.Errorf("BuildTCP made %+v", tcp)
+			}
+			var p Info
+			if err := Decode(b, &p); err != nil || !ChecksumsValid(b, &p) || p.Src != src.Addr().Unmap() || p.Dst != dstAP.Addr() {
+				t.Errorf("Decode(BuildTCP) = %v, %+v", err, p)
+			}
+
+			u, err := BuildUDP(make([]byte, 0, 200), src, dstAP, payload)
+			if err != nil || len(u) != hl+8+len(payload) {
+				t.Fatalf("BuildUDP = %d bytes, %v", len(u), err)
+			}
+			gp = checkPacket(t, u)
+			udp := gp.TransportLayer().(*layers.UDP)
+			if int(udp.Length) != 8+len(payload) || udp.Checksum == 0 ||
+				uint16(udp.SrcPort) != src.Port() || uint16(udp.DstPort) != dstAP.Port() || !bytes.Equal(udp.Payload, payload) {
+				t.Errorf("BuildUDP made %+v", udp)
+			}
+			if err := Decode(u, &p); err != nil || !ChecksumsValid(u, &p) || p.PayloadLen != len(payload) {
+				t.Errorf("Decode(BuildUDP) = %v, %+v", err, p)
+			}
+			switch l := gp.NetworkLayer().(type) {
+			case *layers.IPv4:
+				if l.TTL != 64 || l.Flags != layers.IPv4DontFragment {
+					t.Errorf("IPv4 TTL %d flags %v", l.TTL, l.Flags)
+				}
+			case *layers.IPv6:
+				if l.HopLimit != 64 {
+					t.Errorf("IPv6 hop limit %d", l.HopLimit)
+				}
+			}
+
+			// dst may share memory with payload.
+			buf := make([]byte, 300)
+			copy(buf[5:], payload)
+			b2, err := BuildTCP(buf[:0], src, dstAP, 7, 9, TCPSyn|TCPAck|TCPEce, 65535, buf[5:5+len(payload)])
+			if err != nil || !bytes.Equal(b2, b) {
+				t.Errorf("BuildTCP over its payload = %v\n% x\nwant\n% x", err, b2, b)
+			}
+		})
+	}
+	src, dst := ap("192.0.2.1:1"), ap("192.0.2.2:2")
+	if _, err := BuildUDP(make([]byte, 0, 27), src, dst, []byte{0}); err != ErrShortBuffer {
+		t.Errorf("BuildUDP short buffer: %v", err)
+	}
+	if _, err := BuildTCP(nil, src, ap("[2001:db8::1]:2"), 0, 0, 0, 0, nil); err != ErrAddrFamily {
+		t.Errorf("BuildTCP family mismatch: %v", err)
+	}
+	big := make([]byte, 65536)
+	if _, err := BuildUDP(make([]byte, 0, 70000), src, dst, big[:65535-28+1]); err != ErrTooLong {
+		t.Errorf("BuildUDP IPv4 past 65535: %v", err)
+	}
+	if b, err := BuildUDP(make([]byte, 0, 70000), src, dst, big[:65535-28]); err != nil || len(b) != 65535 {
+		t.Errorf("BuildUDP IPv4 of 65535 bytes: %d, %v", len(b), err)
+	}
+	src6, dst6 := ap("[2001:db8::1]:1"), ap("[2001:db8::2]:2")
+	if _, err := BuildTCP(make([]byte, 0, 70000), src6, dst6, 0, 0, 0, 0, big[:65535-20+1]); err != ErrTooLong {
+		t.Errorf("BuildTCP IPv6 payload past 65535: %v", err)
+	}
+	if b, err := BuildTCP(make([]byte, 0, 70000), src6, dst6, 0, 0, 0, 0, big[:65535-20]); err != nil || len(b) != 40+65535 {
+		t.Errorf("BuildTCP IPv6 payload of 65535 bytes: %d, %v", len(b), err)
+	}
+}
+
 func TestBuildUnreachable(t *testing.T) {
 	from4, from6 := ip("198.51.100.254"), ip("2001:db8:ff::1")
 	syn4 := tcp4("192.0.2.1:40000", "198.51.100.7:8443", TCPSyn, 1000, 0, nil)

@@ -5,12 +5,12 @@ import (
 	"net/netip"
 )
 
-// Sum returns initial plus the sum of b read as big-endian 16-bit words, an
+// sum returns initial plus the sum of b read as big-endian 16-bit words, an
 // odd last byte padded with a zero byte on its right (RFC 1071). The result is
 // not folded; it is congruent modulo 0xffff to the ones' complement sum.
 // Sums of consecutive pieces of a buffer may be chained through initial as
 // long as every piece but the last has an even length.
-func Sum(b []byte, initial uint32) uint32 {
+func sum(b []byte, initial uint32) uint32 {
 	// 2^16 ≡ 1 (mod 0xffff), so 32-bit words add to the same folded sum as
 	// their two 16-bit halves.
 	acc := uint64(initial)
@@ -48,7 +48,7 @@ func fold(s uint32) uint16 {
 // complement of the folded ones' complement sum. Computed over a header whose
 // checksum field holds the right value, it returns 0.
 func Checksum(b []byte, initial uint32) uint16 {
-	return ^fold(Sum(b, initial))
+	return ^fold(sum(b, initial))
 }
 
 // PseudoHeaderSum returns the partial sum of the TCP/UDP/ICMPv6 pseudo header:
@@ -59,46 +59,37 @@ func PseudoHeaderSum(src, dst netip.Addr, proto uint8, length int) uint32 {
 	s := uint32(proto) + uint32(length)&0xffff + uint32(length)>>16
 	if src.Is4() && dst.Is4() {
 		a, b := src.As4(), dst.As4()
-		return Sum(a[:], Sum(b[:], s))
+		return sum(a[:], sum(b[:], s))
 	}
 	a, b := src.As16(), dst.As16()
-	return Sum(a[:], Sum(b[:], s))
+	return sum(a[:], sum(b[:], s))
 }
 
-// UpdateChecksum16 returns checksum csum after one 16-bit word it covers
+// updateChecksum16 returns checksum csum after one 16-bit word it covers
 // changes from old to new (RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m')). When
 // csum was computed in full, the result equals a full recomputation.
-func UpdateChecksum16(csum, old, new uint16) uint16 {
+func updateChecksum16(csum, old, new uint16) uint16 {
 	return ^fold(uint32(^csum) + uint32(^old) + uint32(new))
 }
 
-// UpdateChecksumBytes returns checksum csum after the bytes it covers change
-// from old to new. old and new have the same even length and start at an even
-// offset of the checksummed data; otherwise csum is returned unchanged.
-func UpdateChecksumBytes(csum uint16, old, new []byte) uint16 {
-	if len(old) != len(new) || len(old)%2 != 0 {
-		return csum
-	}
-	return updateSum(csum, Sum(old, 0), Sum(new, 0))
+// sumDelta returns what a change of data from partial sum oldSum to partial
+// sum newSum adds to the complement of a checksum covering it: ~m + m' of
+// RFC 1624 eqn. 3, m and m' folded. updateDelta applies it.
+func sumDelta(oldSum, newSum uint32) uint32 {
+	return uint32(^fold(oldSum)) + uint32(fold(newSum))
 }
 
-// UpdateChecksumAddr returns checksum csum after an address it covers (in the
-// header or a pseudo header) changes from old to new. Both must be IPv4 or
-// both IPv6; otherwise csum is returned unchanged.
-func UpdateChecksumAddr(csum uint16, old, new netip.Addr) uint16 {
-	switch {
-	case old.Is4() && new.Is4():
-		a, b := old.As4(), new.As4()
-		return UpdateChecksumBytes(csum, a[:], b[:])
-	case old.Is6() && new.Is6():
-		a, b := old.As16(), new.As16()
-		return UpdateChecksumBytes(csum, a[:], b[:])
-	}
-	return csum
+// updateDelta returns checksum csum after the change delta from sumDelta
+// (RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m')).
+func updateDelta(csum uint16, delta uint32) uint16 {
+	return ^fold(uint32(^csum) + delta)
 }
 
-// updateSum is RFC 1624 eqn. 3 for data whose partial sums are oldSum and
-// newSum.
-func updateSum(csum uint16, oldSum, newSum uint32) uint16 {
-	return ^fold(uint32(^csum) + uint32(^fold(oldSum)) + uint32(fold(newSum)))
+// udpCsum returns the UDP checksum c as sent: one that computes to zero is
+// sent as all ones, since zero in the field means none (RFC 768).
+func udpCsum(c uint16) uint16 {
+	if c == 0 {
+		return 0xffff
+	}
+	return c
 }

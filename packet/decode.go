@@ -71,19 +71,19 @@ func Decode(b []byte, p *Info) error {
 }
 
 func decode4(b []byte, p *Info) error {
-	ip, err := ParseIPv4(b)
+	ip, err := parseIPv4(b)
 	if err != nil {
 		return err
 	}
-	hl := ip.HeaderLen()
+	hl := ip.headerLen()
 	p.Version = 4
-	p.Src, p.Dst = ip.Src(), ip.Dst()
-	p.Proto = ip.Protocol()
+	p.Src, p.Dst = ip.src(), ip.dst()
+	p.Proto = ip.protocol()
 	p.L4Off = hl
 	p.TotalLen = len(ip)
-	p.FragID = uint32(ip.ID())
-	p.FragOffset = ip.FragOffset()
-	p.MoreFrags = ip.MoreFragments()
+	p.FragID = uint32(ip.id())
+	p.FragOffset = ip.fragOffset()
+	p.MoreFrags = ip.moreFragments()
 	p.Fragment = p.MoreFrags || p.FragOffset != 0
 	// Linux ip_frag_queue: a datagram may not end past 65535 bytes.
 	if int(p.FragOffset)*8+len(ip) > maxDatagramBytes {
@@ -96,14 +96,14 @@ func decode4(b []byte, p *Info) error {
 }
 
 func decode6(b []byte, p *Info) error {
-	ip, err := ParseIPv6(b)
+	ip, err := parseIPv6(b)
 	if err != nil {
 		return err
 	}
 	p.Version = 6
-	p.Src, p.Dst = ip.Src(), ip.Dst()
+	p.Src, p.Dst = ip.src(), ip.dst()
 	p.TotalLen = len(ip)
-	c, err := ip.Chain()
+	c, err := ip.chain()
 	if err != nil {
 		return err
 	}
@@ -135,58 +135,52 @@ func decodeL4(pkt []byte, p *Info) error {
 	frag := p.Fragment
 	switch {
 	case p.Proto == ProtoTCP:
+		// parseTCP's checks, told apart: in a first fragment a header cut
+		// short is not an error, a data offset below 5 is.
 		if len(seg) < TCPMinHeaderLen {
 			return truncated(frag, ErrTruncated)
 		}
-		n := int(seg[tcpDataOff]>>4) * 4
+		t := tcpSegment(seg)
+		n := t.headerLen()
 		if n < TCPMinHeaderLen {
 			return ErrBadDataOffset
 		}
 		if n > len(seg) {
 			return truncated(frag, ErrBadDataOffset)
 		}
-		t := TCP(seg)
-		p.SrcPort, p.DstPort = t.SrcPort(), t.DstPort()
-		p.TCPFlags = t.Flags()
-		p.Seq, p.Ack = t.Seq(), t.Ack()
-		p.Window = t.Window()
+		p.SrcPort, p.DstPort = t.srcPort(), t.dstPort()
+		p.TCPFlags = t.flags()
+		p.Seq, p.Ack = t.seq(), t.ack()
+		p.Window = t.window()
 		p.PayloadLen = len(seg) - n
 	case p.Proto == ProtoUDP:
 		if len(seg) < UDPHeaderLen {
 			return truncated(frag, ErrTruncated)
 		}
-		u := UDP(seg)
-		if frag {
-			p.PayloadLen = len(seg) - UDPHeaderLen
-		} else {
-			n := u.Length()
-			if n < UDPHeaderLen || n > len(seg) {
-				return ErrBadUDPLen
+		// A first fragment holds only part of the datagram: its Length is
+		// not checked, and its payload is what is present.
+		u := udpDatagram(seg)
+		if !frag {
+			var err error
+			if u, err = parseUDP(seg); err != nil {
+				return err
 			}
-			p.PayloadLen = n - UDPHeaderLen
 		}
-		p.SrcPort, p.DstPort = u.SrcPort(), u.DstPort()
+		p.PayloadLen = len(u.payload())
+		p.SrcPort, p.DstPort = u.srcPort(), u.dstPort()
 	case p.Proto == ProtoICMP && p.Version == 4, p.Proto == ProtoICMPv6 && p.Version == 6:
-		if len(seg) < ICMPHeaderLen {
-			return truncated(frag, ErrTruncated)
+		m, err := parseICMP(seg)
+		if err != nil {
+			return truncated(frag, err)
 		}
-		t := seg[icmpType]
-		p.ICMPType, p.ICMPCode = t, seg[icmpCode]
-		if p.Version == 4 {
-			p.ICMPEcho = t == ICMPv4EchoRequest || t == ICMPv4EchoReply
-			p.ICMPEchoReply = t == ICMPv4EchoReply
-			p.ICMPError = icmpv4IsError(t)
-		} else {
-			p.ICMPEcho = t == ICMPv6EchoRequest || t == ICMPv6EchoReply
-			p.ICMPEchoReply = t == ICMPv6EchoReply
-			p.ICMPError = icmpv6IsError(t)
-		}
+		p.ICMPType, p.ICMPCode = m.typ(), m.code()
+		p.ICMPEcho, p.ICMPEchoReply, p.ICMPError = icmpClass(p.Version, m.typ())
 		if p.ICMPEcho {
-			p.ICMPID = binary.BigEndian.Uint16(seg[icmpID:])
+			p.ICMPID = m.id()
 			p.SrcPort, p.DstPort = p.ICMPID, p.ICMPID
 		}
 		if p.ICMPError {
-			decodeInner(pkt, p.L4Off+ICMPHeaderLen, p.Version, &p.Inner)
+			decodeInner(pkt, p.L4Off+icmpHeaderLen, p.Version, &p.Inner)
 		}
 	default:
 		return nil
@@ -209,35 +203,32 @@ func decodeInner(pkt []byte, off int, v uint8, in *Inner) {
 	in.Off = off
 	switch v {
 	case 4:
-		if len(q) < IPv4MinHeaderLen || q[0]>>4 != 4 {
+		hl, err := ipv4HeaderLen(q)
+		if err != nil {
 			return
 		}
-		hl := int(q[0]&0x0f) * 4
-		if hl < IPv4MinHeaderLen || hl > len(q) {
-			return
-		}
-		ip := IPv4(q)
-		if tl := ip.TotalLen(); tl >= hl && tl < len(q) {
+		ip := ipv4Packet(q)
+		if tl := ip.totalLen(); tl >= hl && tl < len(q) {
 			q = q[:tl]
 		}
-		in.Src, in.Dst = ip.Src(), ip.Dst()
-		in.Proto = ip.Protocol()
-		in.Fragment = ip.IsFragment()
-		in.FragOffset = ip.FragOffset()
+		in.Src, in.Dst = ip.src(), ip.dst()
+		in.Proto = ip.protocol()
+		in.Fragment = ip.isFragment()
+		in.FragOffset = ip.fragOffset()
 		in.L4Off = off + hl
 	case 6:
 		if len(q) < IPv6HeaderLen || q[0]>>4 != 6 {
 			return
 		}
-		ip := IPv6(q)
-		if tl := IPv6HeaderLen + ip.PayloadLen(); tl < len(q) {
+		ip := ipv6Packet(q)
+		if tl := IPv6HeaderLen + ip.payloadLen(); tl < len(q) {
 			q = q[:tl]
 		}
-		c, err := walkIPv6(q, ip.NextHeader())
+		c, err := walkIPv6(q, ip.nextHeader())
 		if err != nil {
 			return
 		}
-		in.Src, in.Dst = ip.Src(), ip.Dst()
+		in.Src, in.Dst = ip.src(), ip.dst()
 		in.Proto = c.Proto
 		in.Fragment = c.HasFrag && (c.MoreFrags || c.FragOffset != 0)
 		in.FragOffset = c.FragOffset
@@ -259,19 +250,11 @@ func decodeInner(pkt []byte, off int, v uint8, in *Inner) {
 			in.DstPort = binary.BigEndian.Uint16(l4[2:])
 		}
 	case in.Proto == ProtoICMP && v == 4, in.Proto == ProtoICMPv6 && v == 6:
-		if len(l4) >= ICMPHeaderLen && isEchoType(v, l4[icmpType]) {
+		if m, err := parseICMP(l4); err == nil && m.isEcho(v) {
 			in.HasPorts = true
-			id := binary.BigEndian.Uint16(l4[icmpID:])
-			in.SrcPort, in.DstPort = id, id
+			in.SrcPort, in.DstPort = m.id(), m.id()
 		}
 	}
-}
-
-func isEchoType(v, t uint8) bool {
-	if v == 4 {
-		return t == ICMPv4EchoRequest || t == ICMPv4EchoReply
-	}
-	return t == ICMPv6EchoRequest || t == ICMPv6EchoReply
 }
 
 // ChecksumsValid reports whether the checksums of the packet p describes
@@ -283,7 +266,7 @@ func ChecksumsValid(b []byte, p *Info) bool {
 	if !p.consistent(b) {
 		return false
 	}
-	if p.Version == 4 && !IPv4(b).ChecksumValid() {
+	if p.Version == 4 && !ipv4Packet(b).checksumValid() {
 		return false
 	}
 	if !p.HasL4 || p.Fragment {
@@ -294,7 +277,7 @@ func ChecksumsValid(b []byte, p *Info) bool {
 	case ProtoTCP:
 	case ProtoUDP:
 		seg = seg[:UDPHeaderLen+p.PayloadLen]
-		if UDP(seg).Checksum() == 0 {
+		if udpDatagram(seg).checksum() == 0 {
 			// None over IPv4 (RFC 768); invalid over IPv6 (RFC 8200 8.1).
 			return p.Version == 4
 		}
@@ -346,7 +329,7 @@ func (p *Info) consistent(b []byte) bool {
 			return false
 		}
 	default:
-		need = ICMPHeaderLen
+		need = icmpHeaderLen
 	}
 	return p.L4Off >= minOff && p.L4Off <= p.TotalLen-need
 }
@@ -357,7 +340,7 @@ func (p *Info) consistent(b []byte) bool {
 // checksum line up.
 func (p *Info) innerConsistent(b []byte) bool {
 	in := &p.Inner
-	if !p.HasL4 || !p.ICMPError || !in.Valid || in.Off != p.L4Off+ICMPHeaderLen {
+	if !p.HasL4 || !p.ICMPError || !in.Valid || in.Off != p.L4Off+icmpHeaderLen {
 		return false
 	}
 	if p.Version == 4 && p.Proto != ProtoICMP || p.Version == 6 && p.Proto != ProtoICMPv6 {
@@ -387,7 +370,7 @@ func (p *Info) innerConsistent(b []byte) bool {
 	if in.HasPorts {
 		need := 4
 		if in.Proto == ProtoICMP || in.Proto == ProtoICMPv6 {
-			need = ICMPHeaderLen
+			need = icmpHeaderLen
 		}
 		if in.L4Off+need > in.End {
 			return false

@@ -1,24 +1,22 @@
-// Package packet views, checks, builds and rewrites IPv4 and IPv6 packets in
-// place: header views, Internet checksums (full and RFC 1624 incremental), TCP
-// RST and ICMP unreachable builders, and NAT rewrites.
+// Package packet decodes, checks, builds and rewrites IPv4 and IPv6 packets
+// in place: Decode, Internet checksums (full and RFC 1624 incremental), TCP,
+// UDP, RST and ICMP unreachable builders, NAT rewrites, and checksum and
+// segmentation offload helpers.
 //
 // # Buffers
 //
-// Every function works on a byte slice the caller owns. The views (IPv4, IPv6,
-// TCP, UDP, ICMPv4, ICMPv6) are that slice under another type, not copies, and
-// nothing here keeps a slice after returning. Decode fills an Info value that
-// holds addresses, ports and offsets into b: an Info describes b only while b
-// is unchanged. SetSource, SetDestination, SetInnerSource and
+// Every function works on a byte slice the caller owns, and nothing here
+// keeps a slice after returning. Decode fills an Info value that holds
+// addresses, ports and offsets into b: an Info describes b only while b is
+// unchanged. SetSource, SetDestination, SetInnerSource and
 // SetInnerDestination change b and the Info together; after any other change
 // to b, decode it again. Builders write into the caller's dst (up to cap(dst))
 // and return dst[:n].
 //
-// No function allocates on its success path, keeps state between calls, reads
-// a clock or panics, whatever the bytes (or Info) it is given. The one
-// exception is a view converted by hand instead of made by its Parse
-// function: its accessors index without checking. Errors are the Err*
-// sentinel values, returned unwrapped so that even failing costs no
-// allocation; compare them with errors.Is.
+// No function allocates on its success path, keeps state between calls,
+// reads a clock or panics, whatever the bytes (or Info) it is given. Errors
+// are the Err* sentinel values, returned unwrapped so that even failing costs
+// no allocation; compare them with errors.Is.
 //
 // # What Decode checks
 //

@@ -2,7 +2,7 @@ package packet
 
 import "errors"
 
-// Errors returned by the parsers. Decode and the Parse functions return them
+// Errors returned by the parsers. Decode and the parsers return them
 // unwrapped so that the failure path does not allocate either.
 var (
 	// ErrTruncated: the buffer ends before a header does.
@@ -45,4 +45,6 @@ var (
 	ErrNotUnicast = errors.New("packet: packet not between unicast hosts")
 	// ErrAddrFamily: an address is invalid or of the other IP version.
 	ErrAddrFamily = errors.New("packet: address family mismatch")
+	// ErrTooLong: the packet to build would not fit its IP length field.
+	ErrTooLong = errors.New("packet: packet too long")
 )

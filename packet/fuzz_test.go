@@ -224,30 +224,30 @@ func FuzzDecode(f *testing.F) {
 		// The views agree with Decode.
 		switch p.Version {
 		case 4:
-			v, err := ParseIPv4(b)
-			if err != nil || v.Src() != p.Src || v.Protocol() != p.Proto || len(v) != p.TotalLen {
-				t.Fatalf("ParseIPv4 disagrees: %v", err)
+			v, err := parseIPv4(b)
+			if err != nil || v.src() != p.Src || v.protocol() != p.Proto || len(v) != p.TotalLen {
+				t.Fatalf("parseIPv4 disagrees: %v", err)
 			}
 		case 6:
-			v, err := ParseIPv6(b)
+			v, err := parseIPv6(b)
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := v.Chain()
-			if err != nil || c.Proto != p.Proto || c.Off != p.L4Off || v.Dst() != p.Dst {
-				t.Fatalf("Chain disagrees: %+v %v", c, err)
+			c, err := v.chain()
+			if err != nil || c.Proto != p.Proto || c.Off != p.L4Off || v.dst() != p.Dst {
+				t.Fatalf("chain disagrees: %+v %v", c, err)
 			}
 		}
 		if p.HasL4 && p.Proto == ProtoTCP {
-			v, err := ParseTCP(b[p.L4Off:p.TotalLen])
-			if err != nil || v.Seq() != p.Seq || v.Flags() != p.TCPFlags || len(v.Payload()) != p.PayloadLen {
-				t.Fatalf("ParseTCP disagrees: %v", err)
+			v, err := parseTCP(b[p.L4Off:p.TotalLen])
+			if err != nil || v.seq() != p.Seq || v.flags() != p.TCPFlags || len(v.payload()) != p.PayloadLen {
+				t.Fatalf("parseTCP disagrees: %v", err)
 			}
 		}
 		if p.HasL4 && p.Proto == ProtoUDP && !p.Fragment {
-			v, err := ParseUDP(b[p.L4Off:p.TotalLen])
-			if err != nil || len(v.Payload()) != p.PayloadLen || v.DstPort() != p.DstPort {
-				t.Fatalf("ParseUDP disagrees: %v", err)
+			v, err := parseUDP(b[p.L4Off:p.TotalLen])
+			if err != nil || len(v.payload()) != p.PayloadLen || v.dstPort() != p.DstPort {
+				t.Fatalf("parseUDP disagrees: %v", err)
 			}
 		}
 		ChecksumsValid(b, &p)
@@ -256,27 +256,32 @@ func FuzzDecode(f *testing.F) {
 
 func FuzzParseIPv4(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
-		v, err := ParseIPv4(b)
+		v, err := parseIPv4(b)
+		// ipv4HeaderLen makes the header checks of parseIPv4.
+		if h, herr := ipv4HeaderLen(b); err != nil && err != ErrBadTotalLen && herr != err ||
+			(err == nil || err == ErrBadTotalLen) && (herr != nil || h != int(b[0]&0x0f)*4) {
+			t.Fatalf("parseIPv4 %v, ipv4HeaderLen %d %v", err, h, herr)
+		}
 		if err != nil {
 			return
 		}
-		hl := v.HeaderLen()
-		if hl < 20 || hl > v.TotalLen() || v.TotalLen() != len(v) || len(v) > len(b) ||
-			len(v.Options()) != hl-20 || len(v.Payload()) != v.TotalLen()-hl {
-			t.Fatalf("IPv4 view inconsistent: hl %d total %d len %d", hl, v.TotalLen(), len(v))
+		hl := v.headerLen()
+		if hl < 20 || hl > v.totalLen() || v.totalLen() != len(v) || len(v) > len(b) ||
+			len(v.options()) != hl-20 || len(v.payload()) != v.totalLen()-hl {
+			t.Fatalf("IPv4 view inconsistent: hl %d total %d len %d", hl, v.totalLen(), len(v))
 		}
-		_, _, _, _, _ = v.TOS(), v.ID(), v.DontFragment(), v.MoreFragments(), v.TTL()
-		if v.IsFragment() != (v.MoreFragments() || v.FragOffset() != 0) {
-			t.Fatal("IsFragment")
+		_, _, _, _ = v.id(), v.dontFragment(), v.moreFragments(), v.ttl()
+		if v.isFragment() != (v.moreFragments() || v.fragOffset() != 0) {
+			t.Fatal("isFragment")
 		}
-		if v.ChecksumValid() != (v.CalculateChecksum() == v.Checksum() || v.CalculateChecksum() == 0 && v.Checksum() == 0xffff) {
-			t.Fatalf("ChecksumValid %v, calculated %#04x, field %#04x", v.ChecksumValid(), v.CalculateChecksum(), v.Checksum())
+		if calc := calculateIPv4Checksum(v); v.checksumValid() != (calc == v.checksum() || calc == 0 && v.checksum() == 0xffff) {
+			t.Fatalf("checksumValid %v, calculated %#04x, field %#04x", v.checksumValid(), calc, v.checksum())
 		}
 		// gopacket, where it accepts the header, reads the same fields.
 		var g layers.IPv4
 		if g.DecodeFromBytes(b, nopFeedback{}) == nil {
-			if int(g.IHL)*4 != hl || int(g.Length) != v.TotalLen() || uint8(g.Protocol) != v.Protocol() ||
-				g.SrcIP.String() != v.Src().String() || g.DstIP.String() != v.Dst().String() || g.FragOffset != v.FragOffset() {
+			if int(g.IHL)*4 != hl || int(g.Length) != v.totalLen() || uint8(g.Protocol) != v.protocol() ||
+				g.SrcIP.String() != v.src().String() || g.DstIP.String() != v.dst().String() || g.FragOffset != v.fragOffset() {
 				t.Fatalf("gopacket reads %+v", g)
 			}
 		}
@@ -289,20 +294,20 @@ func (nopFeedback) SetTruncated() {}
 
 func FuzzParseIPv6(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
-		v, err := ParseIPv6(b)
+		v, err := parseIPv6(b)
 		if err != nil {
 			return
 		}
-		if len(v) != 40+v.PayloadLen() || len(v.Payload()) != v.PayloadLen() || v.FlowLabel() > 0xfffff {
+		if len(v) != 40+v.payloadLen() || len(v.payload()) != v.payloadLen() {
 			t.Fatal("IPv6 view inconsistent")
 		}
-		_, _, _, _ = v.TrafficClass(), v.NextHeader(), v.HopLimit(), v.Src()
-		c, err := v.Chain()
+		_, _, _ = v.nextHeader(), v.hopLimit(), v.src()
+		c, err := v.chain()
 		if err != nil {
 			return
 		}
 		if c.Off < 40 || c.Off > len(v) || c.HasFrag && (c.FragHdrOff < 40 || c.FragHdrOff+8 > c.Off) {
-			t.Fatalf("Chain %+v for %d bytes", c, len(v))
+			t.Fatalf("chain %+v for %d bytes", c, len(v))
 		}
 		if !c.HasFrag && (c.FragOffset != 0 || c.MoreFrags || c.FragID != 0) {
 			t.Fatal("fragment fields without a Fragment header")
@@ -312,43 +317,47 @@ func FuzzParseIPv6(f *testing.F) {
 
 func FuzzParseTCP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
-		v, err := ParseTCP(b)
+		v, err := parseTCP(b)
 		if err != nil {
 			return
 		}
-		n := v.HeaderLen()
-		if n < 20 || n > len(v) || len(v.Options()) != n-20 || len(v.Payload()) != len(v)-n {
+		n := v.headerLen()
+		if n < 20 || n > len(v) || len(v.options()) != n-20 || len(v.payload()) != len(v)-n {
 			t.Fatalf("TCP view inconsistent: header %d of %d", n, len(v))
 		}
-		_, _, _, _, _, _, _, _ = v.SrcPort(), v.DstPort(), v.Seq(), v.Ack(), v.Flags(), v.Window(), v.Checksum(), v.UrgentPtr()
+		_, _, _, _, _, _, _ = v.srcPort(), v.dstPort(), v.seq(), v.ack(), v.flags(), v.window(), v.checksum()
 	})
 }
 
 func FuzzParseUDP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
-		v, err := ParseUDP(b)
+		v, err := parseUDP(b)
 		if err != nil {
 			return
 		}
-		if v.Length() != len(v) || len(v) < 8 || len(v) > len(b) || len(v.Payload()) != len(v)-8 {
+		if v.length() != len(v) || len(v) < 8 || len(v) > len(b) || len(v.payload()) != len(v)-8 {
 			t.Fatal("UDP view inconsistent")
 		}
-		_, _, _ = v.SrcPort(), v.DstPort(), v.Checksum()
+		_, _, _ = v.srcPort(), v.dstPort(), v.checksum()
 	})
 }
 
 func FuzzParseICMP(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if v, err := ParseICMPv4(b); err == nil {
-			_, _, _, _, _ = v.Type(), v.Code(), v.Checksum(), v.ID(), v.Seq()
-			if (v.Quoted() != nil) != v.IsError() || len(v.Body()) != len(b)-8 || v.IsEchoReply() && !v.IsEcho() {
-				t.Fatal("ICMPv4 view inconsistent")
-			}
+		v, err := parseICMP(b)
+		if (err == nil) != (len(b) >= 8) {
+			t.Fatalf("parseICMP of %d bytes: %v", len(b), err)
 		}
-		if v, err := ParseICMPv6(b); err == nil {
-			_, _, _, _, _, _ = v.Type(), v.Code(), v.Checksum(), v.ID(), v.Seq(), v.MTU()
-			if (v.Quoted() != nil) != v.IsError() || len(v.Body()) != len(b)-8 || v.IsEchoReply() && !v.IsEcho() {
-				t.Fatal("ICMPv6 view inconsistent")
+		if err != nil {
+			return
+		}
+		_, _, _, _, _ = v.typ(), v.code(), v.checksum(), v.id(), v.seq()
+		if len(v.body()) != len(b)-8 {
+			t.Fatal("ICMP view inconsistent")
+		}
+		for _, ver := range []uint8{4, 6} {
+			if v.isEchoReply(ver) && !v.isEcho(ver) || v.isEcho(ver) && v.isError(ver) {
+				t.Fatalf("ICMPv%d type %d both echo and error, or echo reply but not echo", ver, v.typ())
 			}
 		}
 	})
@@ -413,6 +422,32 @@ func FuzzBuilders(f *testing.F) {
 			checkPacket(t, bare)
 			if r.Seq != seq || withAck && r.Ack != ack || r.TCPFlags&TCPAck != 0 != withAck {
 				t.Fatalf("bare RST %+v", r)
+			}
+		}
+
+		// Segments and datagrams carrying the input as payload.
+		from, to := netip.AddrPortFrom(p.Dst, p.DstPort), netip.AddrPortFrom(p.Src, p.SrcPort)
+		data := b[:min(len(b), 200)]
+		seg, err := BuildTCP(dst, from, to, seq, ack, uint8(seq), uint16(ack), data)
+		if err == nil {
+			var r Info
+			if err := Decode(seg, &r); err != nil || !ChecksumsValid(seg, &r) {
+				t.Fatalf("TCP segment does not decode with right checksums: %v", err)
+			}
+			checkPacket(t, seg)
+			if r.Seq != seq || r.Ack != ack || r.TCPFlags != uint8(seq) || r.Window != uint16(ack) || r.PayloadLen != len(data) {
+				t.Fatalf("TCP segment %+v", r)
+			}
+		}
+		dgram, err := BuildUDP(dst, from, to, data)
+		if err == nil {
+			var r Info
+			if err := Decode(dgram, &r); err != nil || !ChecksumsValid(dgram, &r) {
+				t.Fatalf("UDP datagram does not decode with right checksums: %v", err)
+			}
+			checkPacket(t, dgram)
+			if r.SrcPort != p.DstPort || r.DstPort != p.SrcPort || r.PayloadLen != len(data) {
+				t.Fatalf("UDP datagram %+v", r)
 			}
 		}
 	})

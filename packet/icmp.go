@@ -13,128 +13,77 @@ const (
 	icmpID       = 4
 	icmpSeq      = 6
 
-	// ICMPHeaderLen is the length of the ICMP header, rest-of-header included.
-	ICMPHeaderLen = 8
+	// icmpHeaderLen is the length of the ICMP header, rest-of-header included.
+	// (Every ICMPv6 message of RFC 4443 and RFC 4861 is at least this long.)
+	icmpHeaderLen = 8
 )
 
-// ICMPv4 is a view of an ICMPv4 message. Only ParseICMPv4 makes one; its
-// accessors read the caller's bytes in place and never allocate.
-type ICMPv4 []byte
+// icmpMessage is a view of an ICMPv4 or ICMPv6 message. parseICMP makes one;
+// its accessors read the caller's bytes in place and never allocate. The
+// header is laid out alike in both versions, the type numbers are not: the
+// accessors that interpret the type take the IP version.
+type icmpMessage []byte
 
-// ParseICMPv4 checks that b holds the 8-byte ICMP header and returns b as a
-// view. b must end where the message ends for Body to be right.
-func ParseICMPv4(b []byte) (ICMPv4, error) {
-	if len(b) < ICMPHeaderLen {
+// parseICMP checks that b holds the 8-byte ICMP header and returns b as a
+// view. b must end where the message ends for body to be right.
+func parseICMP(b []byte) (icmpMessage, error) {
+	if len(b) < icmpHeaderLen {
 		return nil, ErrTruncated
 	}
-	return ICMPv4(b), nil
+	return icmpMessage(b), nil
 }
 
-// Type returns the message type.
-func (b ICMPv4) Type() uint8 { return b[icmpType] }
+// typ returns the message type.
+func (b icmpMessage) typ() uint8 { return b[icmpType] }
 
-// Code returns the message code.
-func (b ICMPv4) Code() uint8 { return b[icmpCode] }
+// code returns the message code.
+func (b icmpMessage) code() uint8 { return b[icmpCode] }
 
-// Checksum returns the checksum field (over the message, no pseudo header).
-func (b ICMPv4) Checksum() uint16 { return binary.BigEndian.Uint16(b[icmpChecksum:]) }
+// checksum returns the checksum field (over the message; for ICMPv6 also
+// over the pseudo header).
+func (b icmpMessage) checksum() uint16 { return binary.BigEndian.Uint16(b[icmpChecksum:]) }
 
-// ID returns the echo identifier (bytes 4-5; meaningful when IsEcho).
-func (b ICMPv4) ID() uint16 { return binary.BigEndian.Uint16(b[icmpID:]) }
+// id returns the echo identifier (bytes 4-5; meaningful when isEcho).
+func (b icmpMessage) id() uint16 { return binary.BigEndian.Uint16(b[icmpID:]) }
 
-// Seq returns the echo sequence number (bytes 6-7; meaningful when IsEcho).
-func (b ICMPv4) Seq() uint16 { return binary.BigEndian.Uint16(b[icmpSeq:]) }
+// seq returns the echo sequence number (bytes 6-7; meaningful when isEcho).
+func (b icmpMessage) seq() uint16 { return binary.BigEndian.Uint16(b[icmpSeq:]) }
 
-// IsEcho reports an echo request or echo reply.
-func (b ICMPv4) IsEcho() bool {
-	return b[icmpType] == ICMPv4EchoRequest || b[icmpType] == ICMPv4EchoReply
+// body returns the bytes after the 8-byte header: echo data, or the quoted
+// packet of an error (its IP header first, usually truncated).
+func (b icmpMessage) body() []byte { return b[icmpHeaderLen:] }
+
+// isEcho reports an echo request or echo reply of ICMP for IP version v.
+func (b icmpMessage) isEcho(v uint8) bool {
+	echo, _, _ := icmpClass(v, b[icmpType])
+	return echo
 }
 
-// IsEchoReply reports an echo reply.
-func (b ICMPv4) IsEchoReply() bool { return b[icmpType] == ICMPv4EchoReply }
+// isEchoReply reports an echo reply of ICMP for IP version v.
+func (b icmpMessage) isEchoReply(v uint8) bool {
+	_, reply, _ := icmpClass(v, b[icmpType])
+	return reply
+}
 
-// IsError reports a destination unreachable, time exceeded or parameter
-// problem message: the errors whose quoted packet this package reads.
-func (b ICMPv4) IsError() bool { return icmpv4IsError(b[icmpType]) }
+// isError reports an error of ICMP for IP version v whose quoted packet
+// this package reads.
+func (b icmpMessage) isError(v uint8) bool {
+	_, _, isErr := icmpClass(v, b[icmpType])
+	return isErr
+}
 
-// Body returns the bytes after the 8-byte header.
-func (b ICMPv4) Body() []byte { return b[ICMPHeaderLen:] }
-
-// Quoted returns the quoted packet of an error message (its IP header first,
-// usually truncated), or nil if the message is not an error.
-func (b ICMPv4) Quoted() []byte {
-	if !b.IsError() {
-		return nil
+// icmpClass classifies type t of ICMP for IP version v: echo request or
+// reply (v4 8 and 0, v6 128 and 129), echo reply, or an error whose quoted
+// packet this package reads. The errors are, for IPv4, destination
+// unreachable, time exceeded and parameter problem (not source quench or
+// redirect); for IPv6, destination unreachable, packet too big, time exceeded
+// and parameter problem (RFC 4443 reserves types 0-127 for errors; the others
+// are not interpreted).
+func icmpClass(v, t uint8) (echo, echoReply, isErr bool) {
+	if v == 4 {
+		return t == ICMPv4EchoRequest || t == ICMPv4EchoReply, t == ICMPv4EchoReply,
+			t == ICMPv4Unreachable || t == ICMPv4TimeExceeded || t == ICMPv4ParamProblem
 	}
-	return b[ICMPHeaderLen:]
+	return t == ICMPv6EchoRequest || t == ICMPv6EchoReply, t == ICMPv6EchoReply,
+		t >= ICMPv6Unreachable && t <= ICMPv6ParamProblem
 }
-
-// SetChecksum sets the checksum field.
-func (b ICMPv4) SetChecksum(c uint16) { binary.BigEndian.PutUint16(b[icmpChecksum:], c) }
-
-// ICMPv6 is a view of an ICMPv6 message. Only ParseICMPv6 makes one; its
-// accessors read the caller's bytes in place and never allocate.
-type ICMPv6 []byte
-
-// ParseICMPv6 checks that b holds the 8-byte ICMPv6 header and returns b as a
-// view. b must end where the message ends for Body to be right. (Every
-// ICMPv6 message of RFC 4443 and RFC 4861 is at least 8 bytes.)
-func ParseICMPv6(b []byte) (ICMPv6, error) {
-	if len(b) < ICMPHeaderLen {
-		return nil, ErrTruncated
-	}
-	return ICMPv6(b), nil
-}
-
-// Type returns the message type.
-func (b ICMPv6) Type() uint8 { return b[icmpType] }
-
-// Code returns the message code.
-func (b ICMPv6) Code() uint8 { return b[icmpCode] }
-
-// Checksum returns the checksum field (over the pseudo header and message).
-func (b ICMPv6) Checksum() uint16 { return binary.BigEndian.Uint16(b[icmpChecksum:]) }
-
-// ID returns the echo identifier (bytes 4-5; meaningful when IsEcho).
-func (b ICMPv6) ID() uint16 { return binary.BigEndian.Uint16(b[icmpID:]) }
-
-// Seq returns the echo sequence number (bytes 6-7; meaningful when IsEcho).
-func (b ICMPv6) Seq() uint16 { return binary.BigEndian.Uint16(b[icmpSeq:]) }
-
-// MTU returns the MTU of a Packet Too Big message (bytes 4-7).
-func (b ICMPv6) MTU() uint32 { return binary.BigEndian.Uint32(b[icmpID:]) }
-
-// IsEcho reports an echo request or echo reply.
-func (b ICMPv6) IsEcho() bool {
-	return b[icmpType] == ICMPv6EchoRequest || b[icmpType] == ICMPv6EchoReply
-}
-
-// IsEchoReply reports an echo reply.
-func (b ICMPv6) IsEchoReply() bool { return b[icmpType] == ICMPv6EchoReply }
-
-// IsError reports a destination unreachable, packet too big, time exceeded or
-// parameter problem message: the errors whose quoted packet this package
-// reads. (RFC 4443 reserves types 0-127 for errors; the others are not
-// interpreted.)
-func (b ICMPv6) IsError() bool { return icmpv6IsError(b[icmpType]) }
-
-// Body returns the bytes after the 8-byte header.
-func (b ICMPv6) Body() []byte { return b[ICMPHeaderLen:] }
-
-// Quoted returns the quoted packet of an error message (its IPv6 header
-// first, usually truncated), or nil if the message is not an error.
-func (b ICMPv6) Quoted() []byte {
-	if !b.IsError() {
-		return nil
-	}
-	return b[ICMPHeaderLen:]
-}
-
-// SetChecksum sets the checksum field.
-func (b ICMPv6) SetChecksum(c uint16) { binary.BigEndian.PutUint16(b[icmpChecksum:], c) }
-
-func icmpv4IsError(t uint8) bool {
-	return t == ICMPv4Unreachable || t == ICMPv4TimeExceeded || t == ICMPv4ParamProblem
-}
-
-func icmpv6IsError(t uint8) bool { return t >= ICMPv6Unreachable && t <= ICMPv6ParamProblem }

@@ -27,17 +27,17 @@ const (
 	IPv6HeaderLen = 40
 )
 
-// IPv6 is a view of an IPv6 packet: fixed header, extension headers and
-// upper-layer data, ending at 40 + Payload Length. Only ParseIPv6 makes one;
+// ipv6Packet is a view of an IPv6 packet: fixed header, extension headers
+// and upper-layer data, ending at 40 + Payload Length. parseIPv6 makes one;
 // its accessors read the caller's bytes in place and never allocate.
 // Jumbograms (RFC 2675) are not supported: a zero Payload Length means an
 // empty payload.
-type IPv6 []byte
+type ipv6Packet []byte
 
-// ParseIPv6 checks that b starts with an IPv6 header (version 6, 40 bytes,
+// parseIPv6 checks that b starts with an IPv6 header (version 6, 40 bytes,
 // 40 + Payload Length <= len(b)) and returns the view b[:40+Payload Length].
-// The extension header chain is checked by Chain.
-func ParseIPv6(b []byte) (IPv6, error) {
+// The extension header chain is checked by chain.
+func parseIPv6(b []byte) (ipv6Packet, error) {
 	if len(b) < IPv6HeaderLen {
 		return nil, ErrTruncated
 	}
@@ -48,39 +48,30 @@ func ParseIPv6(b []byte) (IPv6, error) {
 	if tl > len(b) {
 		return nil, ErrBadTotalLen
 	}
-	return IPv6(b[:tl]), nil
+	return ipv6Packet(b[:tl]), nil
 }
 
-// TrafficClass returns the Traffic Class (DSCP and ECN) byte.
-func (b IPv6) TrafficClass() uint8 { return b[0]<<4 | b[1]>>4 }
-
-// FlowLabel returns the 20-bit Flow Label.
-func (b IPv6) FlowLabel() uint32 { return binary.BigEndian.Uint32(b) & 0x000fffff }
-
-// PayloadLen returns the Payload Length: bytes after the fixed header,
+// payloadLen returns the Payload Length: bytes after the fixed header,
 // extension headers included.
-func (b IPv6) PayloadLen() int { return int(binary.BigEndian.Uint16(b[ipv6PayloadLen:])) }
+func (b ipv6Packet) payloadLen() int { return int(binary.BigEndian.Uint16(b[ipv6PayloadLen:])) }
 
-// NextHeader returns the Next Header field of the fixed header.
-func (b IPv6) NextHeader() uint8 { return b[ipv6NextHeader] }
+// nextHeader returns the Next Header field of the fixed header.
+func (b ipv6Packet) nextHeader() uint8 { return b[ipv6NextHeader] }
 
-// HopLimit returns the Hop Limit.
-func (b IPv6) HopLimit() uint8 { return b[ipv6HopLimit] }
+// hopLimit returns the Hop Limit.
+func (b ipv6Packet) hopLimit() uint8 { return b[ipv6HopLimit] }
 
-// Src returns the source address.
-func (b IPv6) Src() netip.Addr { return netip.AddrFrom16([16]byte(b[ipv6Src : ipv6Src+16])) }
+// src returns the source address.
+func (b ipv6Packet) src() netip.Addr { return netip.AddrFrom16([16]byte(b[ipv6Src : ipv6Src+16])) }
 
-// Dst returns the destination address.
-func (b IPv6) Dst() netip.Addr { return netip.AddrFrom16([16]byte(b[ipv6Dst : ipv6Dst+16])) }
+// dst returns the destination address.
+func (b ipv6Packet) dst() netip.Addr { return netip.AddrFrom16([16]byte(b[ipv6Dst : ipv6Dst+16])) }
 
-// Payload returns the bytes after the fixed header, extension headers included.
-func (b IPv6) Payload() []byte { return b[IPv6HeaderLen:] }
+// payload returns the bytes after the fixed header, extension headers included.
+func (b ipv6Packet) payload() []byte { return b[IPv6HeaderLen:] }
 
-// SetHopLimit sets the Hop Limit.
-func (b IPv6) SetHopLimit(h uint8) { b[ipv6HopLimit] = h }
-
-// IPv6Chain is where an IPv6 extension header chain leads.
-type IPv6Chain struct {
+// ipv6Chain is where an IPv6 extension header chain leads.
+type ipv6Chain struct {
 	// Proto is the protocol of the header at Off: a transport protocol,
 	// ProtoESP or ProtoNoNext (the walk stops there), or for a non-first
 	// fragment the Fragment header's Next Header.
@@ -96,13 +87,13 @@ type IPv6Chain struct {
 	FragID     uint32
 }
 
-// Chain walks the extension headers (Hop-by-Hop, Routing, Fragment,
+// chain walks the extension headers (Hop-by-Hop, Routing, Fragment,
 // Destination Options, AH, and the RFC 6564 uniform-format Mobility, HIP and
 // Shim6 headers) to the first other header. The walk also stops after the
 // Fragment header of a non-first fragment, whose later headers are elsewhere.
 // It returns ErrBadExtHeader if a header runs past the packet, if Hop-by-Hop
 // is not first, or if there are two Fragment headers.
-func (b IPv6) Chain() (IPv6Chain, error) { return walkIPv6(b, b[ipv6NextHeader]) }
+func (b ipv6Packet) chain() (ipv6Chain, error) { return walkIPv6(b, b[ipv6NextHeader]) }
 
 // RFC 6564 uniform-format extension headers other than those this package names.
 const (
@@ -112,8 +103,8 @@ const (
 )
 
 // walkIPv6 walks the chain in b, starting with header nh at offset 40.
-func walkIPv6(b []byte, nh uint8) (IPv6Chain, error) {
-	var c IPv6Chain
+func walkIPv6(b []byte, nh uint8) (ipv6Chain, error) {
+	var c ipv6Chain
 	off := IPv6HeaderLen
 	for {
 		switch nh {

@@ -75,48 +75,15 @@ func setOuter(b []byte, p *Info, addr netip.Addr, port uint16, src bool) bool {
 		return false
 	}
 	aoff := addrOffset(p.Version, src)
-	oldSum, newSum := Sum(b[aoff:aoff+n], 0), Sum(na[:n], 0)
+	delta := sumDelta(sum(b[aoff:aoff+n], 0), sum(na[:n], 0))
 
-	portOff := 0
-	if !src {
-		portOff = 2
-	}
 	if p.HasL4 {
-		l4 := b[p.L4Off:p.TotalLen]
-		switch {
-		case p.Proto == ProtoTCP:
-			c := binary.BigEndian.Uint16(l4[tcpChecksum:])
-			c = updateSum(c, oldSum, newSum)
-			c = UpdateChecksum16(c, binary.BigEndian.Uint16(l4[portOff:]), port)
-			binary.BigEndian.PutUint16(l4[tcpChecksum:], c)
-			binary.BigEndian.PutUint16(l4[portOff:], port)
-		case p.Proto == ProtoUDP:
-			// RFC 768: zero means no checksum; RFC 6936 allows it over IPv6
-			// for tunnels. Either way it stays zero.
-			if c := binary.BigEndian.Uint16(l4[udpChecksum:]); c != 0 {
-				c = updateSum(c, oldSum, newSum)
-				c = UpdateChecksum16(c, binary.BigEndian.Uint16(l4[portOff:]), port)
-				if c == 0 {
-					c = 0xffff
-				}
-				binary.BigEndian.PutUint16(l4[udpChecksum:], c)
-			}
-			binary.BigEndian.PutUint16(l4[portOff:], port)
-		case p.Proto == ProtoICMP && p.Version == 4, p.Proto == ProtoICMPv6 && p.Version == 6:
-			c := binary.BigEndian.Uint16(l4[icmpChecksum:])
-			if p.Version == 6 {
-				c = updateSum(c, oldSum, newSum)
-			}
-			if p.ICMPEcho {
-				c = UpdateChecksum16(c, binary.BigEndian.Uint16(l4[icmpID:]), port)
-				binary.BigEndian.PutUint16(l4[icmpID:], port)
-			}
-			binary.BigEndian.PutUint16(l4[icmpChecksum:], c)
-		}
+		hasPort := p.Proto == ProtoTCP || p.Proto == ProtoUDP || p.ICMPEcho
+		patchL4(b[p.L4Off:p.TotalLen], p.Proto, p.Version, delta, src, port, hasPort, nil)
 	}
 	if p.Version == 4 {
-		h := IPv4(b)
-		h.SetChecksum(updateSum(h.Checksum(), oldSum, newSum))
+		h := ipv4Packet(b)
+		h.setChecksum(updateDelta(h.checksum(), delta))
 	}
 	copy(b[aoff:aoff+n], na[:n])
 
@@ -153,67 +120,22 @@ func setInner(b []byte, p *Info, addr netip.Addr, port uint16, src bool) bool {
 	}
 	in := &p.Inner
 	aoff := in.Off + addrOffset(p.Version, src)
-	oldSum, newSum := Sum(b[aoff:aoff+n], 0), Sum(na[:n], 0)
+	delta := sumDelta(sum(b[aoff:aoff+n], 0), sum(na[:n], 0))
 
 	// Every 16-bit word written inside the quote goes through put16, which
-	// keeps the checksum of the ICMP error itself right.
+	// keeps oc, the checksum of the ICMP error itself, right.
 	ocOff := p.L4Off + icmpChecksum
 	oc := binary.BigEndian.Uint16(b[ocOff:])
-	put16 := func(off int, v uint16) {
-		oc = UpdateChecksum16(oc, binary.BigEndian.Uint16(b[off:]), v)
-		binary.BigEndian.PutUint16(b[off:], v)
-	}
 
 	if p.Version == 4 {
 		off := in.Off + ipv4Checksum
-		put16(off, updateSum(binary.BigEndian.Uint16(b[off:]), oldSum, newSum))
-	}
-	portOff := in.L4Off
-	if !src {
-		portOff += 2
+		put16(b, off, updateDelta(binary.BigEndian.Uint16(b[off:]), delta), &oc)
 	}
 	if in.FragOffset == 0 {
-		switch {
-		case in.Proto == ProtoTCP, in.Proto == ProtoUDP:
-			csOff := in.L4Off + tcpChecksum
-			if in.Proto == ProtoUDP {
-				csOff = in.L4Off + udpChecksum
-			}
-			if csOff+2 <= in.End {
-				c := binary.BigEndian.Uint16(b[csOff:])
-				if in.Proto == ProtoTCP || c != 0 {
-					c = updateSum(c, oldSum, newSum)
-					if in.HasPorts {
-						c = UpdateChecksum16(c, binary.BigEndian.Uint16(b[portOff:]), port)
-					}
-					if c == 0 && in.Proto == ProtoUDP {
-						c = 0xffff
-					}
-					put16(csOff, c)
-				}
-			}
-			if in.HasPorts {
-				put16(portOff, port)
-			}
-		case in.Proto == ProtoICMP && p.Version == 4, in.Proto == ProtoICMPv6 && p.Version == 6:
-			csOff := in.L4Off + icmpChecksum
-			if csOff+2 <= in.End && (p.Version == 6 || in.HasPorts) {
-				c := binary.BigEndian.Uint16(b[csOff:])
-				if p.Version == 6 {
-					c = updateSum(c, oldSum, newSum)
-				}
-				if in.HasPorts {
-					c = UpdateChecksum16(c, binary.BigEndian.Uint16(b[in.L4Off+icmpID:]), port)
-				}
-				put16(csOff, c)
-			}
-			if in.HasPorts {
-				put16(in.L4Off+icmpID, port)
-			}
-		}
+		patchL4(b[in.L4Off:in.End], in.Proto, p.Version, delta, src, port, in.HasPorts, &oc)
 	}
 	for i := 0; i < n; i += 2 {
-		put16(aoff+i, binary.BigEndian.Uint16(na[i:]))
+		put16(b, aoff+i, binary.BigEndian.Uint16(na[i:]), &oc)
 	}
 	binary.BigEndian.PutUint16(b[ocOff:], oc)
 
@@ -236,4 +158,59 @@ func setInner(b []byte, p *Info, addr netip.Addr, port uint16, src bool) bool {
 		}
 	}
 	return true
+}
+
+// patchL4 moves the transport header at the start of l4, in a packet of IP
+// version v, to a new source (src) or destination address and port. Its
+// checksum, when the field lies within l4 (a quote may cut the header
+// short), changes by the address change (delta, from sumDelta; every
+// checksum but ICMPv4's covers the addresses through the pseudo header)
+// and, if hasPort, by the port change; a zero UDP checksum (none)
+// stays zero. If hasPort, the source or destination port becomes port (for
+// ICMP, the echo identifier). Other protocols are left alone. Each word is
+// written by put16 with oc.
+func patchL4(l4 []byte, proto, v uint8, delta uint32, src bool, port uint16, hasPort bool, oc *uint16) {
+	csOff, portOff, pseudo := 0, 0, true
+	if !src {
+		portOff = 2
+	}
+	switch {
+	case proto == ProtoTCP:
+		csOff = tcpChecksum
+	case proto == ProtoUDP:
+		csOff = udpChecksum
+	case proto == ProtoICMP && v == 4, proto == ProtoICMPv6 && v == 6:
+		csOff, portOff, pseudo = icmpChecksum, icmpID, v == 6
+	default:
+		return
+	}
+	if csOff+2 <= len(l4) && (pseudo || hasPort) {
+		c := binary.BigEndian.Uint16(l4[csOff:])
+		// RFC 768: zero means no checksum; RFC 6936 allows it over IPv6
+		// for tunnels. Either way it stays zero.
+		if proto != ProtoUDP || c != 0 {
+			if pseudo {
+				c = updateDelta(c, delta)
+			}
+			if hasPort {
+				c = updateChecksum16(c, binary.BigEndian.Uint16(l4[portOff:]), port)
+			}
+			if proto == ProtoUDP {
+				c = udpCsum(c)
+			}
+			put16(l4, csOff, c, oc)
+		}
+	}
+	if hasPort {
+		put16(l4, portOff, port, oc)
+	}
+}
+
+// put16 writes v at b[off:] and, unless oc is nil, updates *oc, the checksum
+// of a message that covers the word (an ICMP error quoting it).
+func put16(b []byte, off int, v uint16, oc *uint16) {
+	if oc != nil {
+		*oc = updateChecksum16(*oc, binary.BigEndian.Uint16(b[off:]), v)
+	}
+	binary.BigEndian.PutUint16(b[off:], v)
 }

@@ -3,6 +3,7 @@ package packet
 import (
 	"encoding/binary"
 	"errors"
+	"net/netip"
 )
 
 // ErrBadGSO: a segmentation-offload description that does not fit its packet
@@ -32,10 +33,9 @@ func CompleteChecksum(b []byte, start, off int) bool {
 		return false
 	}
 	c := Checksum(b[start:], 0)
-	if c == 0 && off == udpChecksum {
-		// A UDP checksum that computes to zero is sent as all ones (RFC 768).
+	if off == udpChecksum {
 		// csumOffset 6 is UDP's field; TCP's is 16.
-		c = 0xffff
+		c = udpCsum(c)
 	}
 	binary.BigEndian.PutUint16(b[at:], c)
 	return true
@@ -59,10 +59,8 @@ func HidePartialChecksum(b []byte, start, off int) bool {
 	}
 	p := uint32(binary.BigEndian.Uint16(b[at:]))
 	s := p + uint32(binary.BigEndian.Uint16(b[start:])) + uint32(binary.BigEndian.Uint16(b[start+2:]))
-	h := ^fold(s)
-	if h == 0 {
-		h = 0xffff // ones' complement zero either way; zero would read as "none" for UDP
-	}
+	// Ones' complement zero either way; zero would read as "none" for UDP.
+	h := udpCsum(^fold(s))
 	binary.BigEndian.PutUint16(b[at:], h)
 	return true
 }
@@ -98,12 +96,11 @@ func segmentLayout(pkt []byte, g GSO) (hdrLen, payload int, err error) {
 	if len(pkt) < 1 {
 		return 0, 0, ErrTruncated
 	}
+	// The IP total length is not checked: Segment rewrites it.
 	switch pkt[0] >> 4 {
 	case 4:
-		if len(pkt) < IPv4MinHeaderLen || g.L4Off < int(pkt[0]&0x0f)*4 || int(pkt[0]&0x0f)*4 < IPv4MinHeaderLen {
-			return 0, 0, ErrBadGSO
-		}
-		if pkt[ipv4Proto] != g.Proto {
+		hl, err := ipv4HeaderLen(pkt)
+		if err != nil || g.L4Off < hl || pkt[ipv4Proto] != g.Proto {
 			return 0, 0, ErrBadGSO
 		}
 	case 6:
@@ -115,14 +112,14 @@ func segmentLayout(pkt []byte, g GSO) (hdrLen, payload int, err error) {
 	}
 	switch g.Proto {
 	case ProtoTCP:
-		if g.L4Off+TCPMinHeaderLen > len(pkt) {
+		if g.L4Off > len(pkt) {
 			return 0, 0, ErrTruncated
 		}
-		n := int(pkt[g.L4Off+tcpDataOff]>>4) * 4
-		if n < TCPMinHeaderLen || g.L4Off+n > len(pkt) {
-			return 0, 0, ErrBadDataOffset
+		t, err := parseTCP(pkt[g.L4Off:])
+		if err != nil {
+			return 0, 0, err
 		}
-		hdrLen = g.L4Off + n
+		hdrLen = g.L4Off + t.headerLen()
 	case ProtoUDP:
 		hdrLen = g.L4Off + UDPHeaderLen
 		if hdrLen > len(pkt) {
@@ -172,20 +169,21 @@ func Segment(dst, pkt []byte, g GSO, i int) (int, error) {
 	copy(dst[hdrLen:], pkt[hdrLen+from:hdrLen+to])
 	seg := dst[:size]
 
-	v4 := seg[0]>>4 == 4
-	var pseudo uint32
 	l4Len := size - g.L4Off
-	if v4 {
+	var src, dstA netip.Addr
+	if seg[0]>>4 == 4 {
+		h := ipv4Packet(seg)
 		binary.BigEndian.PutUint16(seg[ipv4TotalLen:], uint16(size))
 		binary.BigEndian.PutUint16(seg[ipv4ID:], binary.BigEndian.Uint16(pkt[ipv4ID:])+uint16(i))
-		hl := int(seg[0]&0x0f) * 4
-		binary.BigEndian.PutUint16(seg[ipv4Checksum:], 0)
-		binary.BigEndian.PutUint16(seg[ipv4Checksum:], Checksum(seg[:hl], 0))
-		pseudo = Sum(seg[ipv4Src:ipv4Dst+4], uint32(g.Proto)+uint32(l4Len))
+		h.setChecksum(0)
+		h.setChecksum(Checksum(seg[:h.headerLen()], 0))
+		src, dstA = h.src(), h.dst()
 	} else {
+		h := ipv6Packet(seg)
 		binary.BigEndian.PutUint16(seg[ipv6PayloadLen:], uint16(size-IPv6HeaderLen))
-		pseudo = Sum(seg[ipv6Src:ipv6Dst+16], uint32(g.Proto)+uint32(l4Len))
+		src, dstA = h.src(), h.dst()
 	}
+	pseudo := PseudoHeaderSum(src, dstA, g.Proto, l4Len)
 	l4 := seg[g.L4Off:]
 	switch g.Proto {
 	case ProtoTCP:
@@ -201,11 +199,7 @@ func Segment(dst, pkt []byte, g GSO, i int) (int, error) {
 	case ProtoUDP:
 		binary.BigEndian.PutUint16(l4[udpLength:], uint16(l4Len))
 		binary.BigEndian.PutUint16(l4[udpChecksum:], 0)
-		c := Checksum(l4, pseudo)
-		if c == 0 {
-			c = 0xffff
-		}
-		binary.BigEndian.PutUint16(l4[udpChecksum:], c)
+		binary.BigEndian.PutUint16(l4[udpChecksum:], udpCsum(Checksum(l4, pseudo)))
 	}
 	return size, nil
 }

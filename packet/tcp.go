@@ -33,15 +33,15 @@ const (
 	TCPMinHeaderLen = 20
 )
 
-// TCP is a view of a TCP segment: header, options and payload. Only ParseTCP
-// makes one; its accessors read the caller's bytes in place and never
-// allocate.
-type TCP []byte
+// tcpSegment is a view of a TCP segment: header, options and payload.
+// parseTCP makes one; its accessors read the caller's bytes in place and
+// never allocate.
+type tcpSegment []byte
 
-// ParseTCP checks that b starts with a TCP header whose data offset is at
-// least 5 and within b, and returns b as a TCP view. b must end where the
-// segment ends (at the IP total length) for Payload to be right.
-func ParseTCP(b []byte) (TCP, error) {
+// parseTCP checks that b starts with a TCP header whose data offset is at
+// least 5 and within b, and returns b as a view. b must end where the
+// segment ends (at the IP total length) for payload to be right.
+func parseTCP(b []byte) (tcpSegment, error) {
 	if len(b) < TCPMinHeaderLen {
 		return nil, ErrTruncated
 	}
@@ -49,41 +49,35 @@ func ParseTCP(b []byte) (TCP, error) {
 	if n < TCPMinHeaderLen || n > len(b) {
 		return nil, ErrBadDataOffset
 	}
-	return TCP(b), nil
+	return tcpSegment(b), nil
 }
 
-// SrcPort returns the source port.
-func (b TCP) SrcPort() uint16 { return binary.BigEndian.Uint16(b[tcpSrcPort:]) }
+// srcPort returns the source port.
+func (b tcpSegment) srcPort() uint16 { return binary.BigEndian.Uint16(b[tcpSrcPort:]) }
 
-// DstPort returns the destination port.
-func (b TCP) DstPort() uint16 { return binary.BigEndian.Uint16(b[tcpDstPort:]) }
+// dstPort returns the destination port.
+func (b tcpSegment) dstPort() uint16 { return binary.BigEndian.Uint16(b[tcpDstPort:]) }
 
-// Seq returns the sequence number.
-func (b TCP) Seq() uint32 { return binary.BigEndian.Uint32(b[tcpSeq:]) }
+// seq returns the sequence number.
+func (b tcpSegment) seq() uint32 { return binary.BigEndian.Uint32(b[tcpSeq:]) }
 
-// Ack returns the acknowledgment number (meaningful when TCPAck is set).
-func (b TCP) Ack() uint32 { return binary.BigEndian.Uint32(b[tcpAck:]) }
+// ack returns the acknowledgment number (meaningful when TCPAck is set).
+func (b tcpSegment) ack() uint32 { return binary.BigEndian.Uint32(b[tcpAck:]) }
 
-// HeaderLen returns the data offset in bytes: header plus options.
-func (b TCP) HeaderLen() int { return int(b[tcpDataOff]>>4) * 4 }
+// headerLen returns the data offset in bytes: header plus options.
+func (b tcpSegment) headerLen() int { return int(b[tcpDataOff]>>4) * 4 }
 
-// Flags returns the flag byte (TCPFin ... TCPCwr).
-func (b TCP) Flags() uint8 { return b[tcpFlags] }
+// flags returns the flag byte (TCPFin ... TCPCwr).
+func (b tcpSegment) flags() uint8 { return b[tcpFlags] }
 
-// Window returns the window field, not scaled.
-func (b TCP) Window() uint16 { return binary.BigEndian.Uint16(b[tcpWindow:]) }
+// window returns the window field, not scaled.
+func (b tcpSegment) window() uint16 { return binary.BigEndian.Uint16(b[tcpWindow:]) }
 
-// Checksum returns the checksum field.
-func (b TCP) Checksum() uint16 { return binary.BigEndian.Uint16(b[tcpChecksum:]) }
+// checksum returns the checksum field.
+func (b tcpSegment) checksum() uint16 { return binary.BigEndian.Uint16(b[tcpChecksum:]) }
 
-// UrgentPtr returns the urgent pointer.
-func (b TCP) UrgentPtr() uint16 { return binary.BigEndian.Uint16(b[tcpUrgent:]) }
+// options returns the options, empty when the data offset is 5.
+func (b tcpSegment) options() []byte { return b[TCPMinHeaderLen:b.headerLen()] }
 
-// Options returns the options, empty when the data offset is 5.
-func (b TCP) Options() []byte { return b[TCPMinHeaderLen:b.HeaderLen()] }
-
-// Payload returns the segment data after the header.
-func (b TCP) Payload() []byte { return b[b.HeaderLen():] }
-
-// SetChecksum sets the checksum field.
-func (b TCP) SetChecksum(c uint16) { binary.BigEndian.PutUint16(b[tcpChecksum:], c) }
+// payload returns the segment data after the header.
+func (b tcpSegment) payload() []byte { return b[b.headerLen():] }

@@ -1,7 +1,6 @@
 package replay
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -74,56 +73,19 @@ func (l *lane) synthetic(rp *replayer, b []byte, dir policy.Dir, ts time.Time, f
 	}
 }
 
-// buildSeg writes into dst (cap >= 68) an IPv4 or IPv6 packet from src to dstAP with a
+// buildSeg writes into dst (cap >= 60) an IPv4 or IPv6 packet from src to dstAP with a
 // 20-byte TCP header (flags, seq, ack, window 65535) or an empty UDP datagram, with
 // correct checksums. It returns nil if the addresses are not of one family.
 func buildSeg(dst []byte, src, dstAP netip.AddrPort, proto uint8, flags uint8, seq, ack uint32) []byte {
-	s, d := src.Addr().Unmap(), dstAP.Addr().Unmap()
-	if s.Is4() != d.Is4() {
-		return nil
-	}
-	l4 := 20
+	var b []byte
+	var err error
 	if proto == packet.ProtoUDP {
-		l4 = 8
-	}
-	hl := 20
-	if !s.Is4() {
-		hl = 40
-	}
-	b := dst[:hl+l4]
-	clear(b)
-	if s.Is4() {
-		b[0] = 0x45
-		binary.BigEndian.PutUint16(b[2:], uint16(hl+l4))
-		b[6] = 0x40 // DF
-		b[8] = 64
-		b[9] = proto
-		a4, b4 := s.As4(), d.As4()
-		copy(b[12:16], a4[:])
-		copy(b[16:20], b4[:])
-		binary.BigEndian.PutUint16(b[10:], packet.Checksum(b[:20], 0))
+		b, err = packet.BuildUDP(dst, src, dstAP, nil)
 	} else {
-		b[0] = 0x60
-		binary.BigEndian.PutUint16(b[4:], uint16(l4))
-		b[6] = proto
-		b[7] = 64
-		a6, b6 := s.As16(), d.As16()
-		copy(b[8:24], a6[:])
-		copy(b[24:40], b6[:])
+		b, err = packet.BuildTCP(dst, src, dstAP, seq, ack, flags, 65535, nil)
 	}
-	t := b[hl:]
-	binary.BigEndian.PutUint16(t[0:], src.Port())
-	binary.BigEndian.PutUint16(t[2:], dstAP.Port())
-	if proto == packet.ProtoTCP {
-		binary.BigEndian.PutUint32(t[4:], seq)
-		binary.BigEndian.PutUint32(t[8:], ack)
-		t[12] = 5 << 4
-		t[13] = flags
-		binary.BigEndian.PutUint16(t[14:], 65535)
-		binary.BigEndian.PutUint16(t[16:], packet.Checksum(t, packet.PseudoHeaderSum(s, d, proto, l4)))
-	} else {
-		binary.BigEndian.PutUint16(t[4:], uint16(l4))
-		binary.BigEndian.PutUint16(t[6:], packet.Checksum(t, packet.PseudoHeaderSum(s, d, proto, l4)))
+	if err != nil {
+		return nil
 	}
 	return b
 }
