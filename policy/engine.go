@@ -410,13 +410,20 @@ func notForwarded(p *packet.Info) bool {
 		p.Dst.IsUnspecified() || p.Src.IsMulticast() || p.Dst.IsLoopback() || p.Src.IsLoopback()
 }
 
-// wireKey is the tuple of a decoded TCP, UDP or ICMP echo packet as it is on the wire.
-func wireKey(p *packet.Info) conntrack.Key {
-	sp, dp := p.SrcPort, p.DstPort
-	if p.ICMPEcho {
-		sp, dp = p.ICMPID, p.ICMPID
+// FlowKey is the connection-table tuple of a decoded packet as it is on the wire,
+// and whether it has one: TCP or UDP with its ports, or an ICMP echo (whose id
+// Decode puts in both port fields).
+func FlowKey(p *packet.Info) (conntrack.Key, bool) {
+	switch {
+	case (p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP) && p.HasL4, p.ICMPEcho:
+		return wireKey(p), true
 	}
-	return conntrack.MakeKey(p.Proto, netip.AddrPortFrom(p.Src, sp), netip.AddrPortFrom(p.Dst, dp))
+	return conntrack.Key{}, false
+}
+
+// wireKey is FlowKey for a packet known to have a tuple.
+func wireKey(p *packet.Info) conntrack.Key {
+	return conntrack.MakeKey(p.Proto, netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort))
 }
 
 func (e *Engine) trackLocked(pkt []byte, p *packet.Info, dir Dir, now time.Time, res *Result) {

@@ -383,7 +383,7 @@ func (rp *replayer) flowOfPacket(b []byte) int32 {
 	if packet.Decode(b, &p) != nil {
 		return -1
 	}
-	k, ok := flowKey(&p)
+	k, ok := policy.FlowKey(&p)
 	if !ok {
 		return -1
 	}

@@ -259,7 +259,7 @@ func (rp *replayer) packet(rec *record) {
 
 	fi := int32(-1)
 	isNew := false
-	if key, ok := flowKey(p); ok {
+	if key, ok := policy.FlowKey(p); ok {
 		if i, found := rp.flowIdx[key]; found {
 			fi = i
 		} else {
@@ -321,17 +321,6 @@ func (rp *replayer) pad(ip []byte) []byte {
 	want = min(max(want, n), len(rp.scratch))
 	clear(rp.scratch[n:want])
 	return rp.scratch[:want]
-}
-
-// flowKey is the key of a packet that belongs to a flow: TCP, UDP, ICMP echo.
-func flowKey(p *packet.Info) (conntrack.Key, bool) {
-	switch {
-	case (p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP) && p.HasL4:
-		return conntrack.MakeKey(p.Proto, netip.AddrPortFrom(p.Src, p.SrcPort), netip.AddrPortFrom(p.Dst, p.DstPort)), true
-	case p.ICMPEcho:
-		return conntrack.MakeKey(p.Proto, netip.AddrPortFrom(p.Src, p.ICMPID), netip.AddrPortFrom(p.Dst, p.ICMPID)), true
-	}
-	return conntrack.Key{}, false
 }
 
 // newFlow creates the flow of a packet seen for the first time and decides which end
