@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/idlegate/idlegate/internal/yamlx"
 	"github.com/idlegate/idlegate/policy"

@@ -5,7 +5,7 @@ import (
 	"regexp"
 	"strconv"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/idlegate/idlegate/internal/yamlx"
 	"github.com/idlegate/idlegate/policy"
