@@ -42,7 +42,8 @@ and answers orphans with a RST:
      the entry alive and the write is echoed, while a twin without keepalive is reset.
 Each story prints its timeline (client | gateway | server), its expectations and a verdict.
 Exits 0 only if both stories happened as written, 1 if not, 3 if the machine cannot run
-a lab (not root, no /dev/net/tun), 4 if lab --name is in use. See the story files with ` + "`idlegate scenario show NAME`" + `.`,
+a lab (not root, no /dev/net/tun), 4 if lab --name is in use.
+The story files: ` + "`idlegate scenario show idle-reset`" + ` (or tcp-keepalive-saves).`,
 		Example: "  sudo idlegate demo\n  sudo idlegate demo --name demo2\n  idlegate scenario show tcp-keepalive-saves",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
