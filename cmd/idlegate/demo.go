@@ -5,296 +5,106 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"os"
 	"os/signal"
-	"sort"
 	"strings"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/idlegate/idlegate/conntrack"
-	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/lab"
-	"github.com/idlegate/idlegate/policy"
+	"github.com/idlegate/idlegate/scenarios"
 )
 
 var errDemoFailed = errors.New("the demo's outcomes did not happen as expected")
 
+// demoStories are the playbook stories `idlegate demo` plays, in order.
+var demoStories = []string{"idle-reset", "tcp-keepalive-saves"}
+
 type demoOpts struct {
-	name                     string
-	timeout, idle, keepalive time.Duration
+	// name is the lab each story runs in, one story after the other.
+	name string
+	// binary runs the stories' agents; "" means this executable (scenarios.Options.Binary).
+	binary string
 }
 
 func newDemoCmd() *cobra.Command {
-	o := demoOpts{name: "idlegate-demo", timeout: 5 * time.Second, idle: 7 * time.Second, keepalive: 2 * time.Second}
+	o := demoOpts{name: "idlegate-demo"}
 	c := &cobra.Command{
 		Use:   "demo",
 		Short: "The flagship story: an idle connection dies at the box, TCP keepalive saves it",
-		Long: `Bring up a lab whose gateway forgets TCP connections idle for --timeout and answers
-orphans with a RST, then tell two stories with real kernel TCP stacks:
-  1. a connection idles for --idle, then writes: the gateway forgot it, the client gets a RST;
-  2. the same with TCP keepalive every --keepalive: the probes keep the entry alive, the write is echoed.
-Prints a timeline of both and exits 0 only if both outcomes happened.`,
-		Example: "  sudo idlegate demo\n  sudo idlegate demo --timeout 3s --idle 5s --keepalive 1s",
+		Long: `Play two stories of the keepalive playbook, exactly as ` + "`idlegate scenario run`" + ` plays them,
+with real kernel TCP stacks through a gateway that forgets TCP connections idle for 3 s
+and answers orphans with a RST:
+  1. idle-reset: a connection idles past that timeout, then writes: the gateway forgot it,
+     and the client gets ECONNRESET;
+  2. tcp-keepalive-saves: the same with TCP keepalive below the timeout: the probes keep
+     the entry alive and the write is echoed, while a twin without keepalive is reset.
+Each story prints its timeline (client | gateway | server), its expectations and a verdict.
+Exits 0 only if both stories happened as written, 1 if not, 3 if the machine cannot run
+a lab (not root, no /dev/net/tun), 4 if lab --name is in use.
+The story files: ` + "`idlegate scenario show idle-reset`" + ` (or tcp-keepalive-saves).`,
+		Example: "  sudo idlegate demo\n  sudo idlegate demo --name demo2\n  idlegate scenario show tcp-keepalive-saves",
 		Args:    cobra.NoArgs,
-		RunE:    func(cmd *cobra.Command, _ []string) error { return runDemo(cmd.OutOrStdout(), o) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+			defer stop()
+			var list []*scenarios.Scenario
+			for _, name := range demoStories {
+				s, err := scenarios.Lookup(name)
+				if err != nil {
+					return err
+				}
+				list = append(list, s)
+			}
+			return runDemo(ctx, cmd.OutOrStdout(), o, list)
+		},
 	}
-	nameFlag(c, &o.name)
-	c.Flags().DurationVar(&o.timeout, "timeout", o.timeout, "the gateway's TCP established idle timeout")
-	c.Flags().DurationVar(&o.idle, "idle", o.idle, "how long each connection stays idle")
-	c.Flags().DurationVar(&o.keepalive, "keepalive", o.keepalive, "TCP_KEEPIDLE and TCP_KEEPINTVL of story 2")
+	c.Flags().StringVar(&o.name, "name", o.name, "lab name (the stories run in it one after the other)")
 	return c
 }
 
-// timeline collects lines from the client, the gateway and the server.
-type timeline struct {
-	mu    sync.Mutex
-	lines []tlLine
-}
-
-type tlLine struct {
-	at        time.Time
-	who, what string
-}
-
-func (t *timeline) add(at time.Time, who, format string, a ...any) {
-	t.mu.Lock()
-	t.lines = append(t.lines, tlLine{at, who, fmt.Sprintf(format, a...)})
-	t.mu.Unlock()
-}
-
-func (t *timeline) print(w io.Writer, from, to time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	sort.SliceStable(t.lines, func(i, j int) bool { return t.lines[i].at.Before(t.lines[j].at) })
-	fmt.Fprintf(w, "  %8s  %-7s  %s\n", "time", "who", "what")
-	for _, l := range t.lines {
-		if l.at.Before(from) || l.at.After(to) {
-			continue
-		}
-		fmt.Fprintf(w, "  %7.3fs  %-7s  %s\n", l.at.Sub(from).Seconds(), l.who, l.what)
-	}
-}
-
-func runDemo(w io.Writer, o demoOpts) error {
+// runDemo plays stories one after the other in lab o.name, each through scenarios.Run
+// and printed by Report.WriteText as `idlegate scenario run` does. It returns
+// errDemoFailed unless every story passed.
+func runDemo(ctx context.Context, w io.Writer, o demoOpts, stories []*scenarios.Scenario) error {
 	if err := lab.CheckName(o.name); err != nil {
 		return usageError{err}
 	}
-	if o.idle <= o.timeout || o.keepalive >= o.timeout {
-		return usagef("the story needs --keepalive < --timeout < --idle (have %s, %s, %s)", o.keepalive, o.timeout, o.idle)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-
-	pol := policy.Default()
-	pol.Timeouts.TCP.Established = policy.Duration(o.timeout)
-	pol.Orphan = policy.OrphanReset
-	pol.VerdictEvents = true
-	fmt.Fprintf(w, "idlegate demo: a gateway that forgets TCP connections idle for %s and answers orphans with RST\n", o.timeout)
-	run, err := gateway.StartLab(ctx, lab.Config{Name: o.name}, pol, gateway.LabOptions{})
-	if err != nil {
+	if err := lab.CheckHost(); err != nil {
 		return err
 	}
-	defer run.Stop()
-	fmt.Fprintf(w, "lab %q up: client %s in netns %s, server %s in netns %s\n\n",
-		o.name, lab.ClientAddr4, run.Lab.Client.Namespace, lab.ServerAddr4, run.Lab.Server.Namespace)
+	fmt.Fprintln(w, "idlegate demo plays these stories of the keepalive playbook through a gateway that forgets idle connections:")
+	for i, s := range stories {
+		fmt.Fprintf(w, "  %d. %s: %s\n", i+1, s.Name, s.Title)
+	}
+	fmt.Fprintln(w, "Each prints its timeline (client | gateway | server), its expectations and a verdict.")
 
-	tl := &timeline{}
-	sub := run.Engine.Table().Subscribe(8192)
-	defer sub.Close()
-	go func() {
-		for ev := range sub.C {
-			if line, ok := demoEventLine(ev); ok {
-				tl.add(ev.Time, "gateway", "%s", line)
-			}
+	var failed []string
+	for i, s := range stories {
+		fmt.Fprintf(w, "\n--- story %d of %d, %s: what the timeline will show\n", i+1, len(stories), s.Name)
+		for _, line := range strings.Split(strings.TrimSpace(s.Story), "\n") {
+			fmt.Fprintln(w, "    "+line)
 		}
-	}()
-
-	server := netip.AddrPortFrom(lab.ServerAddr4, 7000)
-	ln, err := listenIn(run.Lab.Server.Namespace, server)
-	if err != nil {
-		return err
-	}
-	defer ln.Close()
-	go echoServer(ln, tl)
-
-	type story struct {
-		title   string
-		ka      time.Duration
-		want    string
-		outcome string
-		ok      bool
-		from    time.Time
-		to      time.Time
-	}
-	stories := []*story{
-		{title: fmt.Sprintf("1. no keepalive, idle %s > timeout %s", o.idle, o.timeout), want: "reset"},
-		{title: fmt.Sprintf("2. TCP keepalive every %s (< timeout %s), idle %s", o.keepalive, o.timeout, o.idle), ka: o.keepalive, want: "survived"},
-	}
-	for _, s := range stories {
+		fmt.Fprintln(w)
+		rep, err := scenarios.Run(ctx, s, scenarios.Options{LabName: o.name, Binary: o.binary})
+		if err != nil {
+			return err
+		}
+		rep.WriteText(w)
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return fmt.Errorf("interrupted; every lab and process was removed")
 		}
-		s.from = time.Now()
-		fmt.Fprintf(w, "story %s ...\n", s.title)
-		s.outcome = idleStory(ctx, run.Lab.Client.Namespace, server, s.ka, o.idle, tl)
-		s.ok = strings.HasPrefix(s.outcome, s.want)
-		time.Sleep(100 * time.Millisecond) // let the last events arrive
-		s.to = time.Now()
-	}
-	for _, s := range stories {
-		fmt.Fprintf(w, "\n== story %s\n", s.title)
-		tl.print(w, s.from, s.to)
-		mark := "as expected"
-		if !s.ok {
-			mark = "NOT as expected (wanted " + s.want + ")"
+		if !rep.Pass {
+			failed = append(failed, s.Name)
 		}
-		fmt.Fprintf(w, "  outcome: %s — %s\n", s.outcome, mark)
 	}
-	st := run.Engine.Stats().Table
-	fmt.Fprintf(w, "\ngateway: %d connections created, %d expired, %d keepalive probes seen\n",
-		st.Created, st.Destroyed[conntrack.ReasonExpired], st.KeepaliveProbes)
-	if stories[0].ok && stories[1].ok {
-		fmt.Fprintln(w, "\nresult: PASS — the idle connection died at the box; TCP keepalive below the box's timeout kept the other alive.")
-		fmt.Fprintln(w, "fix in production: set TCP keepalive (or an application heartbeat) below your middlebox's idle timeout.")
-		return nil
+	if len(failed) > 0 {
+		fmt.Fprintf(w, "\nresult: FAIL — %s did not happen as the playbook says (see the expectations above)\n", strings.Join(failed, ", "))
+		return errDemoFailed
 	}
-	fmt.Fprintln(w, "\nresult: FAIL")
-	return errDemoFailed
-}
-
-// demoEventLine keeps the events that tell the story: table changes, packets not
-// forwarded, and keepalive probes.
-func demoEventLine(ev conntrack.Event) (string, bool) {
-	j := gateway.EventOf(ev, time.Time{})
-	switch ev.Type {
-	case conntrack.EventVerdict:
-		switch {
-		case strings.Contains(ev.Detail, "not-forwarded"):
-			return "", false // link-local chatter of the TUN links (router solicitations)
-		case ev.Verdict == "forward" && strings.Contains(ev.Detail, "keepalive"):
-			return "keepalive probe " + stripProto(j.Orig) + " forwarded: it refreshes the entry", true
-		case ev.Verdict == "forward":
-			return "", false
-		case ev.Verdict == "reset" && strings.Contains(ev.Detail, "orphan"):
-			return "no live entry for " + stripProto(j.Orig) + ": packet dropped, RST sent back (orphan: reset)", true
-		}
-		return fmt.Sprintf("%s %s (%s)", ev.Verdict, stripProto(j.Orig), ev.Detail), true
-	case conntrack.EventDestroy:
-		if ev.Reason == conntrack.ReasonExpired {
-			return fmt.Sprintf("[DESTROY] %s expired after %.1fs idle (timeout %.1fs)", stripProto(j.Orig), ev.Idle.Seconds(), ev.Timeout.Seconds()), true
-		}
-		return fmt.Sprintf("[DESTROY] %s %s", stripProto(j.Orig), ev.Reason), true
-	case conntrack.EventNew:
-		return fmt.Sprintf("[NEW] %s %s", j.State, stripProto(j.Orig)), true
-	case conntrack.EventUpdate:
-		return fmt.Sprintf("[UPDATE] %s -> %s %s", j.OldState, j.State, stripProto(j.Orig)), true
-	}
-	return "", false
-}
-
-func listenIn(ns string, addr netip.AddrPort) (net.Listener, error) {
-	var ln net.Listener
-	err := lab.Do(ns, func() error {
-		var err error
-		ln, err = net.Listen("tcp", addr.String())
-		return err
-	})
-	return ln, err
-}
-
-func echoServer(ln net.Listener, tl *timeline) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		tl.add(time.Now(), "server", "accepted %s", c.RemoteAddr())
-		go func() {
-			defer c.Close()
-			buf := make([]byte, 4096)
-			for {
-				n, err := c.Read(buf)
-				if err != nil {
-					tl.add(time.Now(), "server", "connection from %s ended: %v", c.RemoteAddr(), shortErr(err))
-					return
-				}
-				tl.add(time.Now(), "server", "got %q, echoing", buf[:n])
-				c.Write(buf[:n])
-			}
-		}()
-	}
-}
-
-// idleStory connects, exchanges a line, idles, writes again and reports what happened:
-// "survived", "reset (...)", or another failure.
-func idleStory(ctx context.Context, ns string, server netip.AddrPort, keepalive, idle time.Duration, tl *timeline) string {
-	d := net.Dialer{Timeout: 3 * time.Second, KeepAlive: -1}
-	if keepalive > 0 {
-		d.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: keepalive, Interval: keepalive, Count: 3}
-	}
-	var c net.Conn
-	if err := lab.Do(ns, func() error {
-		var err error
-		c, err = d.DialContext(ctx, "tcp", server.String())
-		return err
-	}); err != nil {
-		tl.add(time.Now(), "client", "connect failed: %v", err)
-		return "connect failed: " + err.Error()
-	}
-	defer c.Close()
-	ka := "keepalive off"
-	if keepalive > 0 {
-		ka = fmt.Sprintf("SO_KEEPALIVE on, TCP_KEEPIDLE=%s TCP_KEEPINTVL=%s TCP_KEEPCNT=3", keepalive, keepalive)
-	}
-	tl.add(time.Now(), "client", "connected %s -> %s (%s)", c.LocalAddr(), c.RemoteAddr(), ka)
-	buf := make([]byte, 64)
-	exchange := func(msg string) error {
-		at := time.Now()
-		if _, err := c.Write([]byte(msg)); err != nil {
-			return err
-		}
-		tl.add(at, "client", "wrote %q", msg)
-		c.SetReadDeadline(time.Now().Add(3 * time.Second))
-		n, err := c.Read(buf)
-		if err != nil {
-			return err
-		}
-		tl.add(time.Now(), "client", "read echo %q", buf[:n])
-		return nil
-	}
-	if err := exchange("hello"); err != nil {
-		return "first exchange failed: " + err.Error()
-	}
-	tl.add(time.Now(), "client", "idle for %s ...", idle)
-	select {
-	case <-time.After(idle):
-	case <-ctx.Done():
-		return "interrupted"
-	}
-	wrote := time.Now()
-	err := exchange("still there?")
-	switch {
-	case err == nil:
-		return "survived: the write after the idle period was echoed"
-	case errors.Is(err, syscall.ECONNRESET):
-		tl.add(time.Now(), "client", "read failed: ECONNRESET %.0f ms after the write", time.Since(wrote).Seconds()*1000)
-		return fmt.Sprintf("reset: the client saw ECONNRESET %.0f ms after writing", time.Since(wrote).Seconds()*1000)
-	default:
-		tl.add(time.Now(), "client", "failed: %v", shortErr(err))
-		return "failed: " + shortErr(err)
-	}
-}
-
-func shortErr(err error) string {
-	var ne *net.OpError
-	if errors.As(err, &ne) && ne.Err != nil {
-		return ne.Err.Error()
-	}
-	return err.Error()
+	fmt.Fprintln(w, "\nresult: PASS — the idle connection died at the box; TCP keepalive below the box's timeout kept the other alive.")
+	fmt.Fprintln(w, "fix in production: set TCP keepalive (or an application heartbeat) below your middlebox's idle timeout;")
+	fmt.Fprintln(w, "`idlegate advise --profile NAME` gives the settings, `idlegate scenario list` the other stories.")
+	return nil
 }
