@@ -105,7 +105,7 @@ func runDemo(w io.Writer, o demoOpts) error {
 		o.name, lab.ClientAddr4, run.Lab.Client.Namespace, lab.ServerAddr4, run.Lab.Server.Namespace)
 
 	tl := &timeline{}
-	sub := run.Engine.Table().Subscribe(8192)
+	sub := run.Engine.Subscribe(8192)
 	defer sub.Close()
 	go func() {
 		for ev := range sub.C {
@@ -170,21 +170,21 @@ func runDemo(w io.Writer, o demoOpts) error {
 
 // demoEventLine keeps the events that tell the story: table changes, packets not
 // forwarded, and keepalive probes.
-func demoEventLine(ev conntrack.Event) (string, bool) {
+func demoEventLine(ev policy.Event) (string, bool) {
 	j := gateway.EventOf(ev, time.Time{})
 	switch ev.Type {
 	case conntrack.EventVerdict:
 		switch {
-		case strings.Contains(ev.Detail, "not-forwarded"):
+		case ev.Cause == policy.ReasonNotForwarded:
 			return "", false // link-local chatter of the TUN links (router solicitations)
-		case ev.Verdict == "forward" && strings.Contains(ev.Detail, "keepalive"):
+		case ev.Verdict == policy.Forward && ev.Keepalive:
 			return "keepalive probe " + stripProto(j.Orig) + " forwarded: it refreshes the entry", true
-		case ev.Verdict == "forward":
+		case ev.Verdict == policy.Forward:
 			return "", false
-		case ev.Verdict == "reset" && strings.Contains(ev.Detail, "orphan"):
+		case ev.Verdict == policy.Reset && ev.Cause == policy.ReasonOrphan:
 			return "no live entry for " + stripProto(j.Orig) + ": packet dropped, RST sent back (orphan: reset)", true
 		}
-		return fmt.Sprintf("%s %s (%s)", ev.Verdict, stripProto(j.Orig), ev.Detail), true
+		return fmt.Sprintf("%s %s (%s %s)", ev.Verdict, stripProto(j.Orig), ev.Dir, ev.Cause), true
 	case conntrack.EventDestroy:
 		if ev.Reason == conntrack.ReasonExpired {
 			return fmt.Sprintf("[DESTROY] %s expired after %.1fs idle (timeout %.1fs)", stripProto(j.Orig), ev.Idle.Seconds(), ev.Timeout.Seconds()), true
