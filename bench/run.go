@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	ig := &path{
 		name: "idlegate", clientNS: run.Lab.Client.Namespace, serverNS: run.Lab.Server.Namespace,
 		clientLink:  lab.LinkName,
-		count:       func() (int, error) { return eng.Table().Len(), nil },
+		count:       func() (int, error) { return eng.Len(), nil },
 		flush:       func() error { eng.Flush(time.Now()); return nil },
 		floodTarget: func(base int) int { return cfg.Flows - base },
 		memBefore: func() (int64, error) {

@@ -32,8 +32,9 @@ func natReplyN(k Key, n uint32) Key {
 	return rk
 }
 
-// fill creates n flows at t0, plain or NATed, in SYN_SENT.
-func fill(tb testing.TB, tab *Table, n int, nat bool) {
+// fill creates n flows at t0, plain or NATed, in SYN_SENT, through the
+// table itself (no events recorded).
+func fill(tb testing.TB, tab *testTable, n int, nat bool) {
 	p := &Packet{Len: 60, TCPFlags: syn, Seq: 1, Window: 65535}
 	for i := range n {
 		p.Key = keyN(ProtoTCP, uint32(i))
@@ -41,7 +42,7 @@ func fill(tb testing.TB, tab *Table, n int, nat bool) {
 		if nat {
 			reply = natReplyN(p.Key, uint32(i))
 		}
-		if res := tab.Create(p, t0, reply, false); res.Status != Created {
+		if res := tab.Table.Create(p, t0, reply, false, nil); res.Status != Created {
 			tb.Fatalf("flow %d: %v", i, res.Status)
 		}
 	}
@@ -56,8 +57,7 @@ func BenchmarkTrackEstablished(b *testing.B) {
 		f.handshake()
 		pkts[i] = f.pkt(o, psh|ack, 100)
 	}
-	sub := tab.Subscribe(1024) // a listener does not cost allocations
-	defer sub.Close()
+	var gone []Destroyed // as the policy engine passes it
 	now := t0
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -65,7 +65,7 @@ func BenchmarkTrackEstablished(b *testing.B) {
 		if i%flows == 0 {
 			now = now.Add(time.Millisecond)
 		}
-		if tab.Track(pkts[i%flows], now).Status != Hit {
+		if tab.Table.Track(pkts[i%flows], now, &gone).Status != Hit {
 			b.Fatal("miss")
 		}
 	}
@@ -74,11 +74,12 @@ func BenchmarkTrackEstablished(b *testing.B) {
 func BenchmarkCreate(b *testing.B) {
 	tab := newTable(b, func(c *Config) { c.Capacity = 1 << 22 })
 	p := &Packet{Len: 60, TCPFlags: syn, Seq: 1, Window: 65535}
+	var gone []Destroyed
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		p.Key = keyN(ProtoTCP, uint32(i))
-		if tab.Create(p, t0, p.Key.Reply(), false).Status != Created {
+		if tab.Table.Create(p, t0, p.Key.Reply(), false, &gone).Status != Created {
 			b.Fatal("not created")
 		}
 	}
@@ -91,10 +92,10 @@ func BenchmarkSweep1M(b *testing.B) {
 		b.StopTimer()
 		tab := newTable(b, func(c *Config) { c.Capacity = 1 << 20 })
 		fill(b, tab, million, false)
-		tab.Sweep(at(time.Second), million) // file everything as the live gateway would have
+		tab.Table.Sweep(at(time.Second), million, nil) // file everything as the live gateway would have
 		runtime.GC()
 		b.StartTimer()
-		if n := tab.Sweep(at(time.Hour), 2*million); n != million {
+		if n := tab.Table.Sweep(at(time.Hour), 2*million, nil); n != million {
 			b.Fatalf("swept %d", n)
 		}
 	}

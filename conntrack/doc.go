@@ -73,8 +73,21 @@
 // entries not yet due. Sweep never destroys early and destroys each entry
 // at the first call at or after its deadline, budget permitting.
 // Destruction reasons: closed (TIME_WAIT or CLOSE reaching its timeout, or
-// a new SYN on the tuple: the flow's own teardown), expired (any other idle timeout), evicted
-// (table full), flushed (Flush, a middlebox reboot).
+// a new SYN on the tuple: the flow's own teardown), expired (any other idle
+// timeout), evicted (table full), and the two a caller asks for through
+// Destroy: flushed (everything, a middlebox reboot) and deleted (an
+// operator's conntrack -D). SetTimeLeft moves an entry's deadline, as
+// conntrack -U --timeout does; it then expires on the idle-timeout path.
+//
+// # What a call destroyed
+//
+// There is no callback. Every call that can destroy entries (Track,
+// Create, Lookup, Sweep, Destroy) appends a Destroyed (the entry's last
+// snapshot, the reason, the time) to a slice the caller passes, so that the
+// caller frees what it keeps per entry (NAT mappings, per-source counts)
+// and answers the end (reset_on_expire) under its own lock once the call
+// returns. Select hands out Refs for bulk work that the caller does in
+// chunks.
 //
 // # Capacity
 //
@@ -98,16 +111,15 @@
 // # Locking
 //
 // A Table is safe for concurrent use. One mutex guards the table; methods
-// named ...Locked expect it held. OnDestroy runs synchronously under it and
-// must not call back into the table (Emit excepted). The subscriber list
-// has its own lock, taken after the table's.
+// named ...Locked expect it held.
 //
 // # Events
 //
-// Subscribe returns a bounded channel of Event values in conntrack -E
-// vocabulary: NEW, UPDATE (TCP state change or assured), DESTROY (with
-// Reason, and for expiries the idle time and the timeout that fired) and
-// VERDICT, which the policy emits through Emit. A subscriber whose buffer
-// is full loses events (counted per subscription and in Stats); the packet
-// path never blocks and sends without allocating.
+// Event is a change in conntrack -E vocabulary: NEW, UPDATE (TCP state
+// change or assured), DESTROY (with Reason, and for expiries the idle time
+// and the timeout that fired), plus the policy's VERDICT. The table does
+// not publish them; its results carry what they need: a Create that
+// returns Created is a NEW, a Result with Updated an UPDATE (Entry.Event
+// builds either from Get), and each Destroyed a DESTROY (Destroyed.Event).
+// The policy engine publishes the stream.
 package conntrack

@@ -3,20 +3,20 @@ package conntrack
 import (
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
 // EventType names an event as conntrack -E does, plus VERDICT for the
-// policy's per-packet verdicts.
+// policy's per-packet verdicts. The table itself publishes nothing: its
+// calls report what they did (Result.Status and Updated, Destroyed), and the
+// owner of the table turns that into events (Entry.Event, Destroyed.Event).
 type EventType uint8
 
 const (
 	EventNew     EventType = iota // NEW: an entry was created
 	EventUpdate                   // UPDATE: TCP state changed, or the entry became assured
 	EventDestroy                  // DESTROY: an entry was destroyed, Reason says why
-	EventVerdict                  // VERDICT: emitted by the policy through Emit
+	EventVerdict                  // VERDICT: one packet's verdict, made by the policy engine
 )
 
 var eventNames = [...]string{"NEW", "UPDATE", "DESTROY", "VERDICT"}
@@ -28,7 +28,7 @@ func (e EventType) String() string {
 	return "EVENT(" + strconv.Itoa(int(e)) + ")"
 }
 
-// Event is one table event, a value: subscribers receive copies.
+// Event is one change to an entry, a value.
 type Event struct {
 	Type            EventType
 	Time            time.Time
@@ -41,10 +41,34 @@ type Event struct {
 	// Timeout the idle timeout of the state at the time: for a DESTROY
 	// with reason expired or closed, the timeout that fired (Idle >= Timeout).
 	Idle, Timeout time.Duration
-	Verdict       string // VERDICT: set by the policy
-	Detail        string // free text, set by the policy
 	Packets       [2]uint64
 	Bytes         [2]uint64
+}
+
+// Event is the event of type typ (NEW or UPDATE) that reports entry e as it
+// is at time at. For an UPDATE the caller sets OldState (Result.OldState).
+func (e *Entry) Event(typ EventType, at time.Time) Event {
+	return Event{
+		Type:     typ,
+		Time:     at,
+		Orig:     e.Orig,
+		Reply:    e.Reply,
+		Proto:    e.Proto,
+		OldState: e.State,
+		State:    e.State,
+		Assured:  e.Assured,
+		Timeout:  e.Timeout,
+		Packets:  e.Packets,
+		Bytes:    e.Bytes,
+	}
+}
+
+// Event is the DESTROY event of d.
+func (d *Destroyed) Event() Event {
+	ev := d.Entry.Event(EventDestroy, d.At)
+	ev.Reason = d.Reason
+	ev.Idle = d.Idle()
+	return ev
 }
 
 // String formats the event in the spirit of conntrack -E:
@@ -54,9 +78,6 @@ func (e Event) String() string {
 	b.WriteString("[" + e.Type.String() + "]")
 	if e.Type == EventDestroy {
 		b.WriteString(" " + e.Reason.String())
-	}
-	if e.Type == EventVerdict && e.Verdict != "" {
-		b.WriteString(" " + e.Verdict)
 	}
 	b.WriteString(" " + e.Orig.String())
 	if e.Proto == ProtoTCP {
@@ -77,92 +98,5 @@ func (e Event) String() string {
 	if e.Type == EventDestroy {
 		b.WriteString(" idle " + e.Idle.String() + " timeout " + e.Timeout.String())
 	}
-	if e.Detail != "" {
-		b.WriteString(" " + e.Detail)
-	}
 	return b.String()
-}
-
-// Subscription receives table events on C until Close. Sends never block
-// the table: when C's buffer is full the event is dropped and counted.
-type Subscription struct {
-	C <-chan Event
-
-	c       chan Event
-	t       *Table
-	dropped atomic.Uint64
-	closed  bool // guarded by t.subMu
-}
-
-// Dropped is the number of events this subscriber lost to a full buffer.
-func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
-
-// Close unsubscribes and closes C. It is safe to call more than once and
-// concurrently with table use.
-func (s *Subscription) Close() {
-	t := s.t
-	t.subMu.Lock()
-	defer t.subMu.Unlock()
-	if s.closed {
-		return
-	}
-	s.closed = true
-	subs := make([]*Subscription, 0, len(t.subs))
-	for _, o := range t.subs {
-		if o != s {
-			subs = append(subs, o)
-		}
-	}
-	t.subs = subs
-	t.nsubs.Store(int32(len(subs)))
-	close(s.c)
-}
-
-// Subscribe returns a subscription with a channel of the given buffer size
-// (at least 1) that receives every event from now on.
-func (t *Table) Subscribe(buffer int) *Subscription {
-	if buffer < 1 {
-		buffer = 1
-	}
-	c := make(chan Event, buffer)
-	s := &Subscription{C: c, c: c, t: t}
-	t.subMu.Lock()
-	defer t.subMu.Unlock()
-	t.subs = append(t.subs[:len(t.subs):len(t.subs)], s)
-	t.nsubs.Store(int32(len(t.subs)))
-	return s
-}
-
-// Emit sends ev to every subscriber, for the policy's VERDICT events. It
-// never blocks and does not allocate. Safe for concurrent use, and from
-// OnDestroy (it does not take the table lock).
-func (t *Table) Emit(ev Event) { t.emit(&ev) }
-
-// subscribed reports whether anyone listens; callers skip building events
-// when nobody does.
-func (t *Table) subscribed() bool { return t.nsubs.Load() > 0 }
-
-// emit fans ev out under subMu (lock order: Table.mu, then subMu).
-func (t *Table) emit(ev *Event) {
-	if !t.subscribed() {
-		return
-	}
-	t.subMu.RLock()
-	for _, s := range t.subs {
-		select {
-		case s.c <- *ev:
-		default:
-			s.dropped.Add(1)
-			t.eventsDropped.Add(1)
-		}
-	}
-	t.subMu.RUnlock()
-}
-
-// subState is embedded in Table: the subscriber list.
-type subState struct {
-	subMu         sync.RWMutex
-	subs          []*Subscription // guarded by subMu
-	nsubs         atomic.Int32    // len(subs), read without the lock
-	eventsDropped atomic.Uint64
 }

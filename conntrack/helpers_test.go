@@ -54,7 +54,19 @@ func inside(p *Packet) *Packet {
 
 func udp4(k Key, n int) *Packet { return &Packet{Key: k, Len: 28 + n, PayloadLen: n} }
 
-func newTable(tb testing.TB, mods ...func(*Config)) *Table {
+// testTable is the table under test. Its methods without a gone argument act
+// as the table's owner does: they collect the entries each call destroyed
+// (in destroyed) and the events an owner publishes from the results (NEW
+// for Created, UPDATE for Updated, DESTROY for each destroyed entry, in
+// that order within a call) in events.
+type testTable struct {
+	*Table
+	destroyed destroyed
+	events    []Event
+	gone      []Destroyed
+}
+
+func newTable(tb testing.TB, mods ...func(*Config)) *testTable {
 	tb.Helper()
 	cfg := Config{Capacity: 1024, Timeouts: DefaultTimeouts()}
 	for _, m := range mods {
@@ -64,27 +76,78 @@ func newTable(tb testing.TB, mods ...func(*Config)) *Table {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return tab
+	return &testTable{Table: tab}
 }
 
-// destroyed records OnDestroy calls.
+func (t *testTable) Track(p *Packet, now time.Time) Result {
+	res := t.Table.Track(p, now, &t.gone)
+	t.settle(res, now)
+	return res
+}
+
+func (t *testTable) Create(p *Packet, now time.Time, reply Key, pickup bool) Result {
+	res := t.Table.Create(p, now, reply, pickup, &t.gone)
+	t.settle(res, now)
+	return res
+}
+
+func (t *testTable) Lookup(k Key, now time.Time) (Ref, Dir, bool) {
+	ref, d, ok := t.Table.Lookup(k, now, &t.gone)
+	t.settle(Result{}, now)
+	return ref, d, ok
+}
+
+func (t *testTable) Sweep(now time.Time, budget int) int {
+	n := t.Table.Sweep(now, budget, &t.gone)
+	t.settle(Result{}, now)
+	return n
+}
+
+// Flush destroys every entry, reason flushed.
+func (t *testTable) Flush(now time.Time) int {
+	n := t.Table.Destroy(t.Table.Select(now, nil), ReasonFlushed, now, &t.gone)
+	t.settle(Result{}, now)
+	return n
+}
+
+func (t *testTable) settle(res Result, now time.Time) {
+	for i := range t.gone {
+		d := &t.gone[i]
+		t.destroyed.entries = append(t.destroyed.entries, d.Entry)
+		t.destroyed.reasons = append(t.destroyed.reasons, d.Reason)
+		t.events = append(t.events, d.Event())
+	}
+	t.gone = t.gone[:0]
+	typ := EventNew
+	switch {
+	case res.Status == Created:
+	case (res.Status == Hit) && res.Updated:
+		typ = EventUpdate
+	default:
+		return
+	}
+	e, ok := t.Get(res.Ref)
+	if !ok {
+		panic("conntrack test: the entry of a result is gone")
+	}
+	ev := e.Event(typ, now)
+	if typ == EventUpdate {
+		ev.OldState = res.OldState
+	}
+	t.events = append(t.events, ev)
+}
+
+// destroyed are the entries destroyed, with their reasons.
 type destroyed struct {
 	entries []Entry
 	reasons []Reason
-}
-
-func (d *destroyed) hook(c *Config) {
-	c.OnDestroy = func(e *Entry, r Reason) {
-		d.entries = append(d.entries, *e)
-		d.reasons = append(d.reasons, r)
-	}
 }
 
 // flow drives one TCP connection, keeping each side's sequence numbers so
 // that steps only name direction, flags and payload.
 type flow struct {
 	tb  testing.TB
-	tab *Table
+	tab *testTable
 	key Key       // original tuple
 	rep Key       // reply tuple as on the wire
 	nxt [2]uint32 // next seq per Dir
@@ -94,7 +157,7 @@ type flow struct {
 	pickup bool
 }
 
-func newFlow(tb testing.TB, tab *Table, k Key) *flow {
+func newFlow(tb testing.TB, tab *testTable, k Key) *flow {
 	return &flow{tb: tb, tab: tab, key: k, rep: k.Reply(), nxt: [2]uint32{1000, 5000}, now: t0}
 }
 
@@ -158,15 +221,9 @@ func checkKeys(tb testing.TB, res Result, orig, reply Key, d Dir) {
 	}
 }
 
-// collect drains a subscription without blocking.
-func collect(s *Subscription) []Event {
-	var evs []Event
-	for {
-		select {
-		case ev := <-s.C:
-			evs = append(evs, ev)
-		default:
-			return evs
-		}
-	}
+// collect takes the events recorded so far.
+func collect(t *testTable) []Event {
+	evs := t.events
+	t.events = nil
+	return evs
 }

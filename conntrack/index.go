@@ -150,10 +150,3 @@ func (t *Table) indexRemoveLocked(k *Key, v uint32) {
 	}
 	ix.slots[hole] = 0
 }
-
-// indexResetLocked empties the index, shrinking it to its initial size.
-func (t *Table) indexResetLocked() {
-	t.index.slots = make([]uint32, minIndexSlots)
-	t.index.mask = minIndexSlots - 1
-	t.index.n = 0
-}

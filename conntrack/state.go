@@ -220,14 +220,17 @@ const (
 	// or CLOSE (after a FIN exchange or an RST) reaching its timeout, or a
 	// new SYN on the tuple.
 	ReasonClosed
-	// ReasonFlushed: Flush removed every entry (a middlebox reboot).
+	// ReasonFlushed: every entry was destroyed at once (a middlebox reboot).
 	ReasonFlushed
+	// ReasonDeleted: an operator deleted the entry (conntrack -D); the flow's
+	// next packet finds none.
+	ReasonDeleted
 
 	// NumReasons is the number of reasons, the length of Stats.Destroyed.
-	NumReasons = 4
+	NumReasons = 5
 )
 
-var reasonNames = [NumReasons]string{"expired", "evicted", "closed", "flushed"}
+var reasonNames = [NumReasons]string{"expired", "evicted", "closed", "flushed", "deleted"}
 
 func (r Reason) String() string {
 	if int(r) < len(reasonNames) {
@@ -251,9 +254,12 @@ const (
 	// (FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE). Without such an
 	// entry Create returns Full, as Linux logs "table full, dropping packet".
 	EarlyDrop
+
+	// NumOnFull is the number of table-full policies.
+	NumOnFull = 3
 )
 
-var onFullNames = [...]string{"evict-lru", "drop-new", "early-drop"}
+var onFullNames = [NumOnFull]string{"evict-lru", "drop-new", "early-drop"}
 
 func (o OnFull) String() string {
 	if int(o) < len(onFullNames) {
@@ -307,9 +313,12 @@ const (
 	// RefreshNoKeepalive: every packet except TCP keepalive probes and the
 	// ACKs that answer them.
 	RefreshNoKeepalive
+
+	// NumRefresh is the number of refresh rules.
+	NumRefresh = 4
 )
 
-var refreshNames = [...]string{"any", "inside", "data", "no-keepalive"}
+var refreshNames = [NumRefresh]string{"any", "inside", "data", "no-keepalive"}
 
 func (r Refresh) String() string {
 	if int(r) < len(refreshNames) {

@@ -17,11 +17,6 @@ type Config struct {
 	Refresh Refresh
 	// Timeouts are the idle timeouts; every one must be positive.
 	Timeouts Timeouts
-	// OnDestroy, if set, is called for every destroyed entry, synchronously
-	// and with the table lock held: it must not call any Table method
-	// (Emit excepted) and should be quick. e is valid only during the
-	// call; copy what you need.
-	OnDestroy func(e *Entry, reason Reason)
 }
 
 // Packet is what the table needs of one packet; the caller fills it from
@@ -60,7 +55,10 @@ type Result struct {
 	// KeepaliveAck: the packet is the bare ACK answering a keepalive probe.
 	KeepaliveAck bool
 	// Refreshed: the packet restarted the idle timer (see Refresh).
-	Refreshed   bool
+	Refreshed bool
+	// Updated: the packet changed the entry's TCP state or made it assured,
+	// what conntrack -E reports as an UPDATE (Status Hit only).
+	Updated     bool
 	Orig, Reply Key
 }
 
@@ -116,6 +114,22 @@ type EntryInfo struct {
 	TimeLeft time.Duration
 }
 
+// Destroyed is an entry a table call destroyed: its last snapshot, why, and
+// when (the call's now). Calls that can destroy entries append one to the
+// caller's gone slice for each, so that the caller can release what it holds
+// for the entry (a NAT mapping, a per-source count), answer its end (the
+// RSTs of reset_on_expire) and report it (Event), under its own lock and
+// after the call returns. A nil gone means the caller keeps nothing per entry.
+type Destroyed struct {
+	Entry
+	Reason Reason
+	At     time.Time
+}
+
+// Idle is how long the entry's idle timer had run when it was destroyed: for
+// reasons expired and closed, at least its Timeout.
+func (d *Destroyed) Idle() time.Duration { return d.At.Sub(d.LastRefresh) }
+
 // Stats are the table's counters since New.
 type Stats struct {
 	Entries         int                // live and not yet swept entries
@@ -125,14 +139,12 @@ type Stats struct {
 	Invalid         uint64             // packets found invalid (Track and Create)
 	Clash           uint64             // Create calls refused because the reply tuple was in use
 	KeepaliveProbes uint64             // TCP keepalive probes seen
-	EventsDropped   uint64             // events lost to full subscriber buffers, all subscribers
 }
 
 // Table is the connection table. All methods are safe for concurrent use.
 //
-// Locking: mu guards everything but the subscriber list, which subMu
-// guards (lock order mu, then subMu). Methods with the Locked suffix
-// expect mu held.
+// Locking: mu guards everything. Methods with the Locked suffix expect it
+// held.
 type Table struct {
 	mu      sync.Mutex
 	cfg     Config
@@ -143,9 +155,6 @@ type Table struct {
 	lru     recency
 	wheel   wheel
 	stats   Stats
-	scratch Entry // the snapshot handed to OnDestroy
-
-	subState
 }
 
 // New returns an empty table.
@@ -211,33 +220,34 @@ func (t *Table) replyKeyLocked(i uint32, r *record) Key {
 // Track returns Miss, so that the caller creates the new one as for any
 // SYN, as Linux does. An entry found expired
 // (now >= last refresh + timeout) counts as missing and is destroyed on the
-// spot, firing OnDestroy and a DESTROY event. A Hit does not allocate.
-func (t *Table) Track(p *Packet, now time.Time) Result {
+// spot. Each entry destroyed is appended to gone (see Destroyed). A Hit does
+// not allocate.
+func (t *Table) Track(p *Packet, now time.Time, gone *[]Destroyed) Result {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ns := t.clockLocked(now)
-	i, dir, ok := t.liveLocked(&p.Key, ns)
+	i, dir, ok := t.liveLocked(&p.Key, ns, gone)
 	if !ok {
 		return Result{Status: Miss}
 	}
-	return t.trackLocked(i, dir, p, ns)
+	return t.trackLocked(i, dir, p, ns, gone)
 }
 
 // liveLocked finds the live entry of tuple k, destroying it if expired.
-func (t *Table) liveLocked(k *Key, ns int64) (uint32, Dir, bool) {
+func (t *Table) liveLocked(k *Key, ns int64, gone *[]Destroyed) (uint32, Dir, bool) {
 	i, dir, ok := t.findLocked(k)
 	if !ok {
 		return 0, 0, false
 	}
 	r := t.slab.at(i)
 	if ns >= t.deadlineLocked(r) {
-		t.destroyLocked(i, r, t.expiryReason(r), ns)
+		t.destroyLocked(i, r, t.expiryReason(r), ns, gone)
 		return 0, 0, false
 	}
 	return i, dir, true
 }
 
-func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64) Result {
+func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Destroyed) Result {
 	r := t.slab.at(i)
 	res := Result{Status: Hit, Ref: t.ref(i), Dir: dir, OldState: r.state}
 	oldFlags := r.flags
@@ -255,7 +265,7 @@ func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64) Result {
 		case tcpIgnore:
 			ignore = true
 		case tcpReopen:
-			t.destroyLocked(i, r, ReasonClosed, ns)
+			t.destroyLocked(i, r, ReasonClosed, ns, gone)
 			return Result{Status: Miss}
 		}
 		if res.Keepalive {
@@ -271,7 +281,11 @@ func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64) Result {
 	}
 	changed := r.state != res.OldState || (r.flags^oldFlags)&rfAssured != 0
 	refresh := changed || !ignore && t.refreshesLocked(r.proto, p, &res)
+	// A refresh moves the deadline earlier only after SetTimeLeft pushed the
+	// timer past now: then, as for a state change, the wheel must know.
+	retime := changed
 	if refresh {
+		retime = retime || r.refreshed > ns
 		r.refreshed = ns
 		r.seenMs = 0
 	} else {
@@ -282,14 +296,10 @@ func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64) Result {
 	} else if refresh {
 		t.lru.touch(i, d)
 	}
-	if changed {
+	if retime {
 		t.retimeLocked(i, r)
-		if t.subscribed() {
-			ev := t.eventLocked(EventUpdate, i, r, ns)
-			ev.OldState = res.OldState
-			t.emit(&ev)
-		}
 	}
+	res.Updated = changed
 	res.State = r.state
 	res.Assured = r.flags&rfAssured != 0
 	res.Refreshed = refresh
@@ -334,13 +344,14 @@ func sinceMs(ns, from int64) uint32 {
 // entry), Create returns Clash. When the table is full, expired entries are
 // reclaimed first, then the OnFull policy decides: EvictLRU destroys the
 // least recently active entry, EarlyDrop the least recently active
-// droppable one (or returns Full), DropNew returns Full.
-func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool) Result {
+// droppable one (or returns Full), DropNew returns Full. Each entry
+// destroyed on the way is appended to gone.
+func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool, gone *[]Destroyed) Result {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ns := t.clockLocked(now)
-	if i, dir, ok := t.liveLocked(&p.Key, ns); ok {
-		if res := t.trackLocked(i, dir, p, ns); res.Status != Miss {
+	if i, dir, ok := t.liveLocked(&p.Key, ns, gone); ok {
+		if res := t.trackLocked(i, dir, p, ns, gone); res.Status != Miss {
 			return res
 		}
 		// A SYN ended a closed entry: go on to create its successor.
@@ -348,7 +359,7 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool) Result 
 	// For a plain entry reply is p.Key.Reply(): a NATed entry may own that
 	// tuple exactly, and this entry would answer for it too.
 	nat := reply != p.Key.Reply()
-	if _, _, ok := t.liveLocked(&reply, ns); ok {
+	if _, _, ok := t.liveLocked(&reply, ns, gone); ok {
 		t.stats.Clash++
 		return Result{Status: Clash}
 	}
@@ -363,7 +374,7 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool) Result 
 			state = TCPSynSent
 		}
 	}
-	if t.slab.live >= t.cfg.Capacity && !t.makeRoomLocked(ns) {
+	if t.slab.live >= t.cfg.Capacity && !t.makeRoomLocked(ns, gone) {
 		t.stats.Full++
 		return Result{Status: Full}
 	}
@@ -395,10 +406,6 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool) Result 
 	t.lru.add(i, droppable(r))
 	t.fileLocked(i, r)
 	t.stats.Created++
-	if t.subscribed() {
-		ev := t.eventLocked(EventNew, i, r, ns)
-		t.emit(&ev)
-	}
 	return Result{
 		Status: Created, Ref: t.ref(i), Dir: Original, OldState: TCPNone, State: state,
 		Refreshed: true, Orig: k, Reply: reply,
@@ -407,8 +414,8 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool) Result 
 
 // makeRoomLocked frees one slot in a full table: an expired entry if there
 // is one, else a victim of the OnFull policy. It reports false if none.
-func (t *Table) makeRoomLocked(ns int64) bool {
-	if t.sweepLocked(ns, 1) > 0 {
+func (t *Table) makeRoomLocked(ns int64, gone *[]Destroyed) bool {
+	if t.sweepLocked(ns, 1, gone) > 0 {
 		return true
 	}
 	var (
@@ -424,23 +431,15 @@ func (t *Table) makeRoomLocked(ns int64) bool {
 	if !ok {
 		return false
 	}
-	t.destroyLocked(i, t.slab.at(i), ReasonEvicted, ns)
+	t.destroyLocked(i, t.slab.at(i), ReasonEvicted, ns, gone)
 	return true
 }
 
 // destroyLocked removes entry i (record r) from every structure, counts it,
-// calls OnDestroy, emits DESTROY and frees the slot.
-func (t *Table) destroyLocked(i uint32, r *record, reason Reason, ns int64) {
-	hook := t.cfg.OnDestroy
-	if hook != nil {
-		t.scratch = t.entryLocked(i, r)
-	}
-	var ev Event
-	sub := t.subscribed()
-	if sub {
-		ev = t.eventLocked(EventDestroy, i, r, ns)
-		ev.Reason = reason
-		ev.Idle = time.Duration(ns - r.refreshed)
+// appends it to gone (unless nil) and frees the slot.
+func (t *Table) destroyLocked(i uint32, r *record, reason Reason, ns int64, gone *[]Destroyed) {
+	if gone != nil {
+		*gone = append(*gone, Destroyed{Entry: t.entryLocked(i, r), Reason: reason, At: t.timeAt(ns)})
 	}
 	k := r.origKey()
 	t.indexRemoveLocked(&k, slotValue(i, 0))
@@ -452,12 +451,6 @@ func (t *Table) destroyLocked(i uint32, r *record, reason Reason, ns int64) {
 	t.unfileLocked(r)
 	t.slab.release(i)
 	t.stats.Destroyed[reason]++
-	if hook != nil {
-		hook(&t.scratch, reason)
-	}
-	if sub {
-		t.emit(&ev)
-	}
 }
 
 func (t *Table) entryLocked(i uint32, r *record) Entry {
@@ -485,29 +478,13 @@ func (t *Table) entryLocked(i uint32, r *record) Entry {
 	return e
 }
 
-func (t *Table) eventLocked(typ EventType, i uint32, r *record, ns int64) Event {
-	return Event{
-		Type:     typ,
-		Time:     t.timeAt(ns),
-		Orig:     r.origKey(),
-		Reply:    t.replyKeyLocked(i, r),
-		Proto:    r.proto,
-		OldState: r.state,
-		State:    r.state,
-		Assured:  r.flags&rfAssured != 0,
-		Timeout:  t.timeoutLocked(r),
-		Packets:  r.packets,
-		Bytes:    r.bytes,
-	}
-}
-
 // Lookup reports whether tuple k (in either direction) belongs to a live
-// entry, for NAT port allocation. An expired entry found is destroyed.
-func (t *Table) Lookup(k Key, now time.Time) (Ref, Dir, bool) {
+// entry. An expired entry found is destroyed and appended to gone.
+func (t *Table) Lookup(k Key, now time.Time, gone *[]Destroyed) (Ref, Dir, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ns := t.clockLocked(now)
-	i, dir, ok := t.liveLocked(&k, ns)
+	i, dir, ok := t.liveLocked(&k, ns, gone)
 	if !ok {
 		return Ref{}, 0, false
 	}
@@ -520,14 +497,11 @@ func (t *Table) Lookup(k Key, now time.Time) (Ref, Dir, bool) {
 func (t *Table) Get(r Ref) (Entry, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if r.gen&1 == 0 || r.idx >= t.slab.used {
+	i, rec, ok := t.resolveLocked(r)
+	if !ok {
 		return Entry{}, false
 	}
-	rec := t.slab.at(r.idx)
-	if rec.gen != r.gen {
-		return Entry{}, false
-	}
-	return t.entryLocked(r.idx, rec), true
+	return t.entryLocked(i, rec), true
 }
 
 // Sweep destroys up to budget entries whose deadline is at or before now
@@ -535,27 +509,109 @@ func (t *Table) Get(r Ref) (Entry, bool) {
 // It never destroys an entry early, and destroys each entry at the first
 // call at or after its deadline, budget permitting (a call that runs out
 // of budget resumes where it stopped): called every 20-50 ms, it reports
-// every expiry within one call interval of its deadline.
-func (t *Table) Sweep(now time.Time, budget int) int {
+// every expiry within one call interval of its deadline. Each entry
+// destroyed is appended to gone.
+func (t *Table) Sweep(now time.Time, budget int, gone *[]Destroyed) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.sweepLocked(t.clockLocked(now), budget)
+	return t.sweepLocked(t.clockLocked(now), budget, gone)
 }
 
-// Flush destroys every entry with reason flushed (a middlebox reboot) and
-// returns how many.
-func (t *Table) Flush(now time.Time) int {
+// Select returns handles on entries, in no particular order: with a nil
+// match, every entry held (expired ones not yet destroyed included, as a
+// flush takes them); otherwise the entries live at now for which match
+// reports true. match runs with the table lock held and must not call the
+// table; its argument is valid only during the call.
+//
+// The handles go to Destroy or SetTimeLeft, which skip any entry destroyed
+// in between: a caller may act on a large selection in chunks, releasing
+// its own lock between them.
+func (t *Table) Select(now time.Time, match func(*EntryInfo) bool) []Ref {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ns := t.clockLocked(now)
+	var out []Ref
+	if match == nil {
+		out = make([]Ref, 0, t.slab.live)
+	}
+	var info EntryInfo
+	for i := uint32(0); i < t.slab.used; i++ {
+		r := t.slab.at(i)
+		if !r.live() {
+			continue
+		}
+		if match != nil {
+			left := t.deadlineLocked(r) - ns
+			if left <= 0 {
+				continue
+			}
+			info = EntryInfo{Entry: t.entryLocked(i, r), TimeLeft: time.Duration(left)}
+			if !match(&info) {
+				continue
+			}
+		}
+		out = append(out, t.ref(i))
+	}
+	return out
+}
+
+// resolveLocked returns the slot of the live entry ref names.
+func (t *Table) resolveLocked(ref Ref) (uint32, *record, bool) {
+	if ref.gen&1 == 0 || ref.idx >= t.slab.used {
+		return 0, nil, false
+	}
+	r := t.slab.at(ref.idx)
+	if r.gen != ref.gen {
+		return 0, nil, false
+	}
+	return ref.idx, r, true
+}
+
+// Destroy destroys the entries refs name that are still held, for reason,
+// appends each to gone and returns how many. reason is ReasonDeleted (an
+// operator's conntrack -D: the flow's next packet finds no entry) or
+// ReasonFlushed (everything at once, a middlebox reboot); the other reasons
+// are the table's own verdicts on an entry, which it gives itself.
+func (t *Table) Destroy(refs []Ref, reason Reason, now time.Time, gone *[]Destroyed) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ns := t.clockLocked(now)
 	n := 0
-	for i := uint32(0); i < t.slab.used; i++ {
-		if r := t.slab.at(i); r.live() {
-			t.destroyLocked(i, r, ReasonFlushed, ns)
+	for _, ref := range refs {
+		if i, r, ok := t.resolveLocked(ref); ok {
+			t.destroyLocked(i, r, reason, ns, gone)
 			n++
 		}
 	}
-	t.indexResetLocked()
+	return n
+}
+
+// SetTimeLeft makes each live entry refs names expire left after now, as
+// conntrack -U --timeout does, and returns how many it changed; a negative
+// left counts as 0, which makes the entries due at now. The entry's idle
+// timer is moved (LastRefresh becomes now + left - Timeout), so that
+// expiry, at lookup or by Sweep, takes the one path an idle timeout takes:
+// the same reason (expired, or closed in TIME_WAIT and CLOSE) and an Idle
+// of at least Timeout. The next packet that refreshes the entry restarts
+// its normal timeout. LastSeen is kept, unless left is longer than Timeout:
+// then it reads no earlier than the moved LastRefresh.
+func (t *Table) SetTimeLeft(refs []Ref, left time.Duration, now time.Time) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ns := t.clockLocked(now)
+	left = max(left, 0)
+	n := 0
+	for _, ref := range refs {
+		i, r, ok := t.resolveLocked(ref)
+		if !ok || ns >= t.deadlineLocked(r) {
+			continue
+		}
+		seen := r.refreshed + int64(r.seenMs)*int64(time.Millisecond)
+		r.refreshed = ns + int64(left) - int64(t.timeoutLocked(r))
+		r.seenMs = sinceMs(seen, r.refreshed)
+		t.retimeLocked(i, r)
+		n++
+	}
 	return n
 }
 
@@ -594,7 +650,6 @@ func (t *Table) Stats() Stats {
 	s := t.stats
 	s.Entries = t.slab.live
 	t.mu.Unlock()
-	s.EventsDropped = t.eventsDropped.Load()
 	return s
 }
 

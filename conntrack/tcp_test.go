@@ -415,8 +415,8 @@ func TestTCPTeardownExpiry(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var got destroyed
-			tab := newTable(t, got.hook)
+			tab := newTable(t)
+			got := &tab.destroyed
 			f := newFlow(t, tab, tcpKey)
 			for _, s := range tc.steps {
 				f.now = f.now.Add(time.Second)
@@ -546,8 +546,8 @@ func TestTCPReopen(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var d destroyed
-			tab := newTable(t, d.hook)
+			tab := newTable(t)
+			d := &tab.destroyed
 			f := newFlow(t, tab, tcpKey)
 			for _, s := range tc.steps {
 				if res := f.send(s.d, s.flags, s.data); res.State != s.state {

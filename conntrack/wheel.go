@@ -106,7 +106,7 @@ func (t *Table) retimeLocked(i uint32, r *record) {
 
 // sweepLocked destroys up to budget entries whose deadline is at or before
 // now, visiting the buckets of the ticks since the last sweep.
-func (t *Table) sweepLocked(now int64, budget int) int {
+func (t *Table) sweepLocked(now int64, budget int, gone *[]Destroyed) int {
 	if budget <= 0 {
 		return 0
 	}
@@ -124,7 +124,7 @@ func (t *Table) sweepLocked(now int64, budget int) int {
 			r := t.slab.at(i)
 			next := r.wnext
 			if dl := t.deadlineLocked(r); now >= dl {
-				t.destroyLocked(i, r, t.expiryReason(r), now)
+				t.destroyLocked(i, r, t.expiryReason(r), now, gone)
 				n++
 				if n == budget {
 					// Resume at this bucket next time.

@@ -96,21 +96,24 @@ type EventJSON struct {
 	OldState string    `json:"old_state,omitempty"`
 	Orig     string    `json:"orig,omitempty"`
 	Reply    string    `json:"reply,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
-	Idle     float64   `json:"idle_s,omitempty"`
-	Timeout  float64   `json:"timeout_s,omitempty"`
-	Verdict  string    `json:"verdict,omitempty"`
-	Detail   string    `json:"detail,omitempty"`
+	// Reason is why: a DESTROY's conntrack reason ("expired"), a VERDICT's policy
+	// reason ("orphan").
+	Reason  string  `json:"reason,omitempty"`
+	Idle    float64 `json:"idle_s,omitempty"`
+	Timeout float64 `json:"timeout_s,omitempty"`
+	// VERDICT only: the verdict, the packet's direction, and whether it was a TCP
+	// keepalive probe.
+	Verdict   string `json:"verdict,omitempty"`
+	Dir       string `json:"dir,omitempty"`
+	Keepalive bool   `json:"keepalive,omitempty"`
 }
 
 // EventOf renders an event; start is the gateway's start time.
-func EventOf(ev conntrack.Event, start time.Time) EventJSON {
+func EventOf(ev policy.Event, start time.Time) EventJSON {
 	j := EventJSON{
-		Time:    ev.Time,
-		T:       ev.Time.Sub(start).Seconds(),
-		Type:    ev.Type.String(),
-		Verdict: ev.Verdict,
-		Detail:  ev.Detail,
+		Time: ev.Time,
+		T:    ev.Time.Sub(start).Seconds(),
+		Type: ev.Type.String(),
 	}
 	if ev.Orig != (conntrack.Key{}) {
 		j.Proto = conntrack.ProtoName(ev.Orig.Proto)
@@ -120,25 +123,29 @@ func EventOf(ev conntrack.Event, start time.Time) EventJSON {
 	if ev.Orig.Proto == conntrack.ProtoTCP && ev.Type != conntrack.EventVerdict {
 		j.State, j.OldState = ev.State.String(), ev.OldState.String()
 	}
-	if ev.Type == conntrack.EventDestroy {
+	switch ev.Type {
+	case conntrack.EventDestroy:
 		j.Reason = ev.Reason.String()
 		j.Idle, j.Timeout = ev.Idle.Seconds(), ev.Timeout.Seconds()
+	case conntrack.EventVerdict:
+		j.Verdict, j.Reason, j.Dir, j.Keepalive = ev.Verdict.String(), ev.Cause.String(), ev.Dir.String(), ev.Keepalive
 	}
 	return j
 }
 
 // StatsJSON is the body of GET /v1/stats.
 type StatsJSON struct {
-	Uptime   float64           `json:"uptime_s"`
-	Entries  int               `json:"entries"`
-	Verdicts map[string]uint64 `json:"verdicts"`
-	Reasons  map[string]uint64 `json:"reasons"`
-	Table    conntrack.Stats   `json:"table"`
-	Injected uint64            `json:"injected"`
-	NATMaps  int               `json:"nat_mappings"`
-	Inside   SideStats         `json:"inside"`
-	Outside  SideStats         `json:"outside"`
-	Pcap     string            `json:"pcap,omitempty"`
+	Uptime        float64           `json:"uptime_s"`
+	Entries       int               `json:"entries"`
+	Verdicts      map[string]uint64 `json:"verdicts"`
+	Reasons       map[string]uint64 `json:"reasons"`
+	Table         conntrack.Stats   `json:"table"`
+	Injected      uint64            `json:"injected"`
+	NATMaps       int               `json:"nat_mappings"`
+	EventsDropped uint64            `json:"events_dropped"`
+	Inside        SideStats         `json:"inside"`
+	Outside       SideStats         `json:"outside"`
+	Pcap          string            `json:"pcap,omitempty"`
 }
 
 // StatsJSON gathers every counter.
@@ -146,16 +153,17 @@ func (g *Gateway) StatsJSON() StatsJSON {
 	es := g.cfg.Engine.Stats()
 	ds := g.Stats()
 	return StatsJSON{
-		Uptime:   g.Now().Sub(g.start).Seconds(),
-		Entries:  g.cfg.Engine.Table().Len(),
-		Verdicts: es.VerdictCounts(),
-		Reasons:  es.ReasonCounts(),
-		Table:    es.Table,
-		Injected: es.Injected,
-		NATMaps:  es.NATMaps,
-		Inside:   ds[policy.Inside],
-		Outside:  ds[policy.Outside],
-		Pcap:     g.PcapPath(),
+		Uptime:        g.Now().Sub(g.start).Seconds(),
+		Entries:       g.cfg.Engine.Len(),
+		Verdicts:      es.VerdictCounts(),
+		Reasons:       es.ReasonCounts(),
+		Table:         es.Table,
+		Injected:      es.Injected,
+		NATMaps:       es.NATMaps,
+		EventsDropped: es.EventsDropped,
+		Inside:        ds[policy.Inside],
+		Outside:       ds[policy.Outside],
+		Pcap:          g.PcapPath(),
 	}
 }
 
@@ -210,7 +218,7 @@ func (g *Gateway) handler() http.Handler {
 	mux.HandleFunc("GET /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
 		now := g.Now()
 		rows := []Conn{}
-		for _, e := range g.cfg.Engine.Table().List(now) {
+		for _, e := range g.cfg.Engine.List(now, nil) {
 			rows = append(rows, connOf(e, now))
 		}
 		writeJSON(w, http.StatusOK, rows)
@@ -280,7 +288,7 @@ func (g *Gateway) handler() http.Handler {
 
 func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	verdicts := r.URL.Query().Get("verdicts") == "1"
-	sub := g.cfg.Engine.Table().Subscribe(4096)
+	sub := g.cfg.Engine.Subscribe(4096)
 	defer sub.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)

@@ -216,14 +216,14 @@ func TestFastGSOThroughGateway(t *testing.T) {
 					}
 				}
 				st := run.Engine.Stats()
-				for _, r := range []string{"malformed", "invalid", "orphan", "nat-no-mapping"} {
-					if n := st.ReasonCounts()[r]; n != 0 {
+				for _, r := range []policy.Reason{policy.ReasonMalformed, policy.ReasonInvalid, policy.ReasonOrphan, policy.ReasonNATNoMapping} {
+					if n := st.Reasons[r]; n != 0 {
 						t.Errorf("%d packets with reason %s", n, r)
 					}
 				}
 				// Router solicitations and MLD reports of the new links are dropped
 				// (not-forwarded); nothing else is.
-				if n := st.Verdicts[policy.Drop] - st.ReasonCounts()["not-forwarded"]; n != 0 {
+				if n := st.Verdicts[policy.Drop] - st.Reasons[policy.ReasonNotForwarded]; n != 0 {
 					t.Errorf("%d packets dropped: %v", n, st.ReasonCounts())
 				}
 			})

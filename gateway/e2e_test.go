@@ -305,7 +305,7 @@ func writeThenRead(c net.Conn, msg string, wait time.Duration) (error, time.Dura
 
 // entryOf finds the connection the client opened from local.
 func entryOf(run *gateway.Running, local netip.AddrPort) (conntrack.EntryInfo, bool) {
-	for _, e := range run.Engine.Table().List(run.Gateway.Now()) {
+	for _, e := range run.Engine.List(run.Gateway.Now(), nil) {
 		if e.Orig.SrcAddrPort() == local {
 			return e, true
 		}
@@ -313,10 +313,9 @@ func entryOf(run *gateway.Running, local netip.AddrPort) (conntrack.EntryInfo, b
 	return conntrack.EntryInfo{}, false
 }
 
-// reasonCount is how many packets got a verdict for the named reason.
-func reasonCount(run *gateway.Running, reason string) uint64 {
-	st := run.Engine.Stats()
-	return st.ReasonCounts()[reason]
+// reasonCount is how many packets got a verdict for reason.
+func reasonCount(run *gateway.Running, reason policy.Reason) uint64 {
+	return run.Engine.Stats().Reasons[reason]
 }
 
 func mustEntry(t *testing.T, run *gateway.Running, local netip.AddrPort) conntrack.EntryInfo {
@@ -451,7 +450,7 @@ func testE2EIdleOrphanDrop(t *testing.T) {
 		t.Errorf("server read %d bytes, want only the %d before the idle period", n, len("hello"))
 	}
 	st := run.Engine.Stats()
-	if n := st.ReasonCounts()["orphan"]; n == 0 {
+	if n := st.Reasons[policy.ReasonOrphan]; n == 0 {
 		t.Error("the gateway counted no orphan packet")
 	}
 	if st.Injected != 0 {
@@ -589,13 +588,13 @@ func testE2ENATRemapsAfterExpiry(t *testing.T) {
 				t.Errorf("%d NAT mappings left after the connection expired, want 0", n)
 			}
 
-			sub := run.Engine.Table().Subscribe(256)
+			sub := run.Engine.Subscribe(256)
 			defer sub.Close()
 			err, after := writeThenRead(c, "still there?", 5*time.Second)
 			if !errors.Is(err, syscall.ECONNRESET) {
 				t.Fatalf("after the mapping expired: read error %v after %v, want ECONNRESET (the server's RST)", err, after)
 			}
-			var picked conntrack.Event
+			var picked policy.Event
 			timer := time.After(2 * time.Second)
 			for found := false; !found; {
 				select {
@@ -611,7 +610,7 @@ func testE2ENATRemapsAfterExpiry(t *testing.T) {
 			if newOut.Addr() != fam.nat || newOut.Port() == peer.Port() {
 				t.Errorf("picked-up connection leaves as %v, want %v with a port other than %d", newOut, fam.nat, peer.Port())
 			}
-			if n := reasonCount(run, "pickup"); n == 0 {
+			if n := reasonCount(run, policy.ReasonPickup); n == 0 {
 				t.Error("the gateway counted no pickup")
 			}
 			if n := srv.received.Load(); n != int64(len("hello")) {
@@ -631,7 +630,7 @@ func testE2ECapacityEvictsLRU(t *testing.T) {
 	pol.OnFull = policy.OnFull(conntrack.EvictLRU)
 	run := startLab(t, pol)
 	srv := listenEcho(t, run, ipv4.server)
-	sub := run.Engine.Table().Subscribe(1024)
+	sub := run.Engine.Subscribe(1024)
 	defer sub.Close()
 
 	// settle lets delayed ACKs pass so that activity happens in the order the test says.
@@ -648,7 +647,7 @@ func testE2ECapacityEvictsLRU(t *testing.T) {
 		for _, i := range lru {
 			want = append(want, port(i))
 		}
-		for _, e := range run.Engine.Table().List(run.Gateway.Now()) {
+		for _, e := range run.Engine.List(run.Gateway.Now(), nil) {
 			have = append(have, e.Orig.SrcPort)
 		}
 		slices.Sort(want)
@@ -742,7 +741,7 @@ func testE2EMaxConnsPerSource(t *testing.T) {
 	if n := len(srv.peers); n != limit {
 		t.Errorf("server accepted %d connections, want %d", n, limit)
 	}
-	if n := reasonCount(run, "source-limit"); n == 0 {
+	if n := reasonCount(run, policy.ReasonSourceLimit); n == 0 {
 		t.Error("the gateway counted no source-limit refusal")
 	}
 	for i, c := range conns {

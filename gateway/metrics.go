@@ -13,7 +13,7 @@ type collector struct{ g *Gateway }
 var (
 	mEntries   = prometheus.NewDesc("idlegate_conntrack_entries", "Connections in the table.", nil, nil)
 	mCreated   = prometheus.NewDesc("idlegate_conntrack_created_total", "Connections created.", nil, nil)
-	mDestroyed = prometheus.NewDesc("idlegate_conntrack_destroyed_total", "Connections destroyed, by reason (expired, evicted, closed, flushed).", []string{"reason"}, nil)
+	mDestroyed = prometheus.NewDesc("idlegate_conntrack_destroyed_total", "Connections destroyed, by reason (expired, evicted, closed, flushed, deleted).", []string{"reason"}, nil)
 	mFull      = prometheus.NewDesc("idlegate_conntrack_full_total", "New connections refused because the table was full.", nil, nil)
 	mKeepalive = prometheus.NewDesc("idlegate_conntrack_keepalive_probes_total", "TCP keepalive probes seen.", nil, nil)
 	mEvDropped = prometheus.NewDesc("idlegate_events_dropped_total", "Events lost by slow subscribers.", nil, nil)
@@ -41,14 +41,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, l ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
 	}
-	gauge(mEntries, float64(c.g.cfg.Engine.Table().Len()))
+	gauge(mEntries, float64(c.g.cfg.Engine.Len()))
 	counter(mCreated, t.Created)
-	for _, r := range []conntrack.Reason{conntrack.ReasonExpired, conntrack.ReasonEvicted, conntrack.ReasonClosed, conntrack.ReasonFlushed} {
-		counter(mDestroyed, t.Destroyed[r], r.String())
+	for r, n := range t.Destroyed {
+		counter(mDestroyed, n, conntrack.Reason(r).String())
 	}
 	counter(mFull, t.Full)
 	counter(mKeepalive, t.KeepaliveProbes)
-	counter(mEvDropped, t.EventsDropped)
+	counter(mEvDropped, es.EventsDropped)
 	for v, n := range es.VerdictCounts() {
 		counter(mVerdicts, n, v)
 	}

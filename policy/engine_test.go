@@ -119,8 +119,8 @@ func TestIdleExpiryAndOrphanVerdicts(t *testing.T) {
 			}
 			if tc.orphan == OrphanPickup {
 				r.send(tcp(t, srv, cli, "A", 5001, 1008, ""), Inbound, Forward, ReasonTracked)
-			} else if r.e.Table().Len() != 0 {
-				t.Fatalf("orphan %s left %d entries", tc.orphan, r.e.Table().Len())
+			} else if r.e.Len() != 0 {
+				t.Fatalf("orphan %s left %d entries", tc.orphan, r.e.Len())
 			}
 		})
 	}
@@ -294,8 +294,8 @@ func TestFlushForgetsEverything(t *testing.T) {
 	if n := r.e.Flush(r.now); n != 1 {
 		t.Fatalf("flushed %d", n)
 	}
-	if s := r.e.Stats(); s.NATMaps != 0 || r.e.Table().Len() != 0 {
-		t.Fatalf("after flush: %d mappings, %d entries", s.NATMaps, r.e.Table().Len())
+	if s := r.e.Stats(); s.NATMaps != 0 || r.e.Len() != 0 {
+		t.Fatalf("after flush: %d mappings, %d entries", s.NATMaps, r.e.Len())
 	}
 	r.send(tcp(t, cli, srv, "PA", 1003, 5001, "x"), Outbound, Drop, ReasonOrphan)
 }
@@ -381,7 +381,7 @@ func BenchmarkEngineEstablished(b *testing.B) {
 
 func TestVerdictEventsDoNotAllocate(t *testing.T) {
 	r := newRig(t, func(p *Policy) { p.VerdictEvents = true })
-	sub := r.e.Table().Subscribe(1 << 14)
+	sub := r.e.Subscribe(1 << 14)
 	defer sub.Close()
 	r.handshake(cli, srv)
 	pkt := tcp(t, cli, srv, "PA", 1003, 5001, "data")
@@ -393,11 +393,11 @@ func TestVerdictEventsDoNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%.1f allocs per packet with verdict events on", allocs)
 	}
-	var last conntrack.Event
+	var last Event
 	for len(sub.C) > 0 {
 		last = <-sub.C
 	}
-	if last.Type != conntrack.EventVerdict || last.Detail != "outbound tracked" || last.Verdict != "forward" {
+	if last.Type != conntrack.EventVerdict || last.Dir != Outbound || last.Cause != ReasonTracked || last.Keepalive || last.Verdict != Forward {
 		t.Fatalf("last event %+v", last)
 	}
 }

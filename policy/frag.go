@@ -62,3 +62,20 @@ func (f *fragTable) expire(now time.Time) {
 }
 
 func (f *fragTable) clear() { clear(f.m) }
+
+// laterFragmentLocked follows the verdict of the fragment's first fragment: forwarded
+// (with the same address translation) if that was, dropped otherwise, including when
+// the first fragment has not been seen. Fragments are not reassembled.
+func (e *Engine) laterFragmentLocked(pkt []byte, p *packet.Info, now time.Time, res *Result) {
+	f, ok := e.frags.lookup(p, now)
+	if !ok || !f.forward {
+		res.Verdict, res.Reason = Drop, ReasonFragment
+		return
+	}
+	if f.src != p.Src && !packet.SetSource(pkt, p, f.src, 0) ||
+		f.dst != p.Dst && !packet.SetDestination(pkt, p, f.dst, 0) {
+		res.Verdict, res.Reason = Drop, ReasonFragment
+		return
+	}
+	res.Verdict, res.Reason = Forward, ReasonTracked
+}

@@ -9,8 +9,9 @@ import (
 )
 
 // FuzzEngine feeds arbitrary packets in both directions to engines with NAT on and
-// off. Invariants: nothing panics, and every packet the engine forwards or injects
-// decodes and carries correct checksums.
+// off. Invariants: nothing panics, every packet the engine forwards or injects
+// decodes and carries correct checksums, and once the table is emptied (deleted and
+// swept, or flushed) no NAT mapping or per-source count is left.
 func FuzzEngine(f *testing.F) {
 	t := &testing.T{}
 	seeds := [][]byte{
@@ -32,6 +33,7 @@ func FuzzEngine(f *testing.F) {
 			p.Orphan = Orphan(step % 4)
 			p.ResetOnExpire = step&4 != 0
 			p.Capacity = 4
+			p.MaxConnsPerSource = int(step % 3)
 			p.NAT = NAT{Enabled: nat, Outside: []netip.Addr{out4, out6}, Ports: PortRange{20000, 20010}}
 			e, err := NewEngine(p)
 			if err != nil {
@@ -54,6 +56,16 @@ func FuzzEngine(f *testing.F) {
 				for _, inj := range e.Tick(now, nil) {
 					checkEmitted(t, inj.Packet, true)
 				}
+			}
+			// Whatever ended how, the engine's bookkeeping went with the entries.
+			if step&8 != 0 {
+				e.Delete(now, nil)
+				e.Tick(now, nil) // what Delete leaves is due now
+			} else {
+				e.Flush(now)
+			}
+			if s := e.Stats(); s.NATMaps != 0 || e.Len() != 0 || len(e.perSource) != 0 || len(e.counted) != 0 {
+				t.Fatalf("after the last connection: %d NAT mappings, %d entries, %d sources counted", s.NATMaps, e.Len(), len(e.perSource))
 			}
 		}
 	})

@@ -9,8 +9,8 @@ import (
 
 // natTable holds the source NAT mappings (RFC 4787 terms). A mapping binds an inside
 // endpoint to an outside address and port; it lives while at least one connection
-// uses it and is freed by the table's OnDestroy hook with the last one, so a mapping
-// lives and dies with its conntrack entries. Guarded by Engine.mu.
+// uses it and is freed with the last one (destroy.go), so a mapping lives and dies
+// with its conntrack entries. Guarded by Engine.mu.
 type natTable struct {
 	cfg       *NAT
 	byOutside map[natOut]*natMapping

@@ -225,10 +225,8 @@ func (o *Orphan) UnmarshalText(b []byte) error {
 	return err
 }
 
-// OnFull wraps conntrack.OnFull with its YAML spelling.
+// OnFull wraps conntrack.OnFull, whose names it uses, with the policy's messages.
 type OnFull conntrack.OnFull
-
-var onFullNames = []string{"evict-lru", "drop-new", "early-drop"}
 
 func (o OnFull) String() string { return conntrack.OnFull(o).String() }
 
@@ -237,16 +235,14 @@ func (o OnFull) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
 func (o *OnFull) UnmarshalText(b []byte) error {
 	v, err := conntrack.ParseOnFull(string(b))
 	if err != nil {
-		return fmt.Errorf("on_full %q is not one of %s", string(b), strings.Join(onFullNames, ", "))
+		return fmt.Errorf("on_full %q is not one of %s", string(b), namesOf[conntrack.OnFull](conntrack.NumOnFull))
 	}
 	*o = OnFull(v)
 	return nil
 }
 
-// Refresh wraps conntrack.Refresh with its YAML spelling.
+// Refresh wraps conntrack.Refresh, whose names it uses, with the policy's messages.
 type Refresh conntrack.Refresh
-
-var refreshNames = []string{"any", "inside", "data", "no-keepalive"}
 
 func (r Refresh) String() string { return conntrack.Refresh(r).String() }
 
@@ -255,10 +251,22 @@ func (r Refresh) MarshalText() ([]byte, error) { return []byte(r.String()), nil 
 func (r *Refresh) UnmarshalText(b []byte) error {
 	v, err := conntrack.ParseRefresh(string(b))
 	if err != nil {
-		return fmt.Errorf("refresh %q is not one of %s", string(b), strings.Join(refreshNames, ", "))
+		return fmt.Errorf("refresh %q is not one of %s", string(b), namesOf[conntrack.Refresh](conntrack.NumRefresh))
 	}
 	*r = Refresh(v)
 	return nil
+}
+
+// namesOf lists the names of the n values of an enum, for messages.
+func namesOf[E interface {
+	~uint8
+	String() string
+}](n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = E(i).String()
+	}
+	return strings.Join(names, ", ")
 }
 
 // Behaviour is an RFC 4787 mapping or filtering behaviour.

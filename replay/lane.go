@@ -72,7 +72,7 @@ type laneFlow struct {
 	idle    time.Duration // the flow's silence before that packet
 	timeout time.Duration // the (scaled) timeout that fired, 0 if none did
 	verdict policy.Verdict
-	reason  string
+	reason  policy.Reason // the verdict's; none for ResetAtExpiry
 	dir     policy.Dir
 	note    string
 
@@ -92,7 +92,7 @@ type lane struct {
 	real   policy.Policy
 	pol    policy.Policy // scaled
 	eng    *policy.Engine
-	sub    *conntrack.Subscription
+	sub    *policy.Subscription
 	res    policy.Result
 	inj    []policy.Injected
 	flows  []laneFlow
@@ -105,8 +105,8 @@ type lane struct {
 	deadline time.Time // of the last reset_on_expire seen, for writing its RSTs
 
 	lost     uint64 // events lost by replaced subscriptions
-	verdicts [4]int
-	reasons  [32]int // by policy.Reason, for packets not forwarded
+	verdicts [policy.NumVerdicts]int
+	reasons  [policy.NumReasons]int // for packets not forwarded
 	injected int
 
 	buf  [65536]byte
@@ -125,7 +125,7 @@ func newLane(i int, p Profile, scale float64) (*lane, error) {
 	}
 	l := &lane{idx: i, name: p.Name, real: p.Policy, pol: pol, eng: eng, nat: pol.NAT.Enabled,
 		inj: make([]policy.Injected, 0, 8)}
-	l.sub = eng.Table().Subscribe(minEventBuffer)
+	l.sub = eng.Subscribe(minEventBuffer)
 	for _, a := range pol.NAT.Outside {
 		if a.Is4() || a.Is4In6() {
 			l.natOut[0] = a.Unmap()
@@ -143,7 +143,7 @@ func (l *lane) grow(rp *replayer, flows int) {
 	if want <= cap(l.sub.C) || cap(l.sub.C) >= maxEventBuffer {
 		return
 	}
-	next := l.eng.Table().Subscribe(min(max(want, 2*cap(l.sub.C)), maxEventBuffer))
+	next := l.eng.Subscribe(min(max(want, 2*cap(l.sub.C)), maxEventBuffer))
 	l.drain(rp)
 	l.lost += l.sub.Dropped()
 	l.sub.Close()
@@ -207,13 +207,13 @@ func (l *lane) drain(rp *replayer) {
 		}
 		if ev.Reason == conntrack.ReasonExpired && l.pol.ResetOnExpire && ev.Proto == packet.ProtoTCP &&
 			ev.State == conntrack.TCPEstablished && !lf.set {
-			lf.settle(ResetAtExpiry, 0, lf.goneAt, ev.Timeout, ev.Timeout, policy.Reset, "reset_on_expire", policy.Outbound)
+			lf.settle(ResetAtExpiry, 0, lf.goneAt, ev.Timeout, ev.Timeout, policy.Reset, 0, policy.Outbound)
 			lf.note = "the box sent a RST to both ends at the deadline"
 		}
 	}
 }
 
-func (lf *laneFlow) settle(o Outcome, pkt int, at time.Time, idle, timeout time.Duration, v policy.Verdict, reason string, dir policy.Dir) {
+func (lf *laneFlow) settle(o Outcome, pkt int, at time.Time, idle, timeout time.Duration, v policy.Verdict, reason policy.Reason, dir policy.Dir) {
 	lf.set, lf.outcome, lf.pkt, lf.at, lf.idle, lf.timeout, lf.verdict, lf.reason, lf.dir =
 		true, o, pkt, at, idle, timeout, v, reason, dir
 }
@@ -234,7 +234,7 @@ func (l *lane) packet(rp *replayer, ip []byte, p *packet.Info, dir policy.Dir, t
 	l.eng.Process(buf, dir, ts, res)
 	l.drain(rp)
 	l.verdicts[res.Verdict]++
-	if res.Verdict != policy.Forward && int(res.Reason) < len(l.reasons) {
+	if res.Verdict != policy.Forward {
 		l.reasons[res.Reason]++
 	}
 	l.injected += len(res.Inject)
@@ -307,13 +307,13 @@ func (l *lane) settleFlow(rp *replayer, fi int32, p *packet.Info, dir policy.Dir
 			if lf.gone && lf.goneReason == conntrack.ReasonEvicted {
 				o = Evicted
 			}
-			lf.settle(o, num, ts, idle, timeout, res.Verdict, res.Reason.String(), dir)
+			lf.settle(o, num, ts, idle, timeout, res.Verdict, res.Reason, dir)
 		case lf.gone && lf.hadEntry && (res.Reason == policy.ReasonPickup || res.Reason == policy.ReasonNew) &&
 			lf.goneReason != conntrack.ReasonClosed && !isSYN(p):
 			// A forgotten flow carries on; a SYN would be a new connection on the
 			// same tuple, entitled to a new port.
 			if l.nat && dir == policy.Outbound && lf.mapping.IsValid() && res.Conn.Reply.DstAddrPort() != lf.mapping {
-				lf.settle(NATRemap, num, ts, idle, timeout, res.Verdict, res.Reason.String(), dir)
+				lf.settle(NATRemap, num, ts, idle, timeout, res.Verdict, res.Reason, dir)
 				lf.note = fmt.Sprintf("left by %s instead of %s", res.Conn.Reply.DstAddrPort(), lf.mapping)
 			} else if res.Reason == policy.ReasonPickup && lf.note == "" {
 				lf.note = fmt.Sprintf("picked up mid-stream at packet %d after %s idle (entry %s)", num, fmtDur(idle), lf.goneReason)

@@ -130,9 +130,10 @@ func (rp *replayer) report(name string) *Report {
 			fr := FlowResult{Flow: i + 1, Outcome: lf.outcome, Note: lf.note}
 			if lf.set {
 				fr.Packet, fr.Time, fr.Idle = lf.pkt, lf.at.Sub(rp.start).Seconds(), lf.idle.Seconds()
-				fr.Verdict, fr.Reason, fr.Dir = lf.verdict.String(), lf.reason, lf.dir.String()
+				fr.Verdict, fr.Reason, fr.Dir = lf.verdict.String(), lf.reason.String(), lf.dir.String()
 				if lf.outcome == ResetAtExpiry {
-					fr.Dir = "" // the box reset both ends; no packet of the flow was involved
+					// The box reset both ends; no packet of the flow was involved.
+					fr.Reason, fr.Dir = "reset_on_expire", ""
 				}
 				if lf.timeout > 0 {
 					fr.Timeout = lf.timeout.Seconds()

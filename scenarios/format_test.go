@@ -265,9 +265,9 @@ func TestEveryExpectationCanFail(t *testing.T) {
 	tool.exitCode = 255
 	tool.output.WriteString("hello-one\nConnection reset by peer\n")
 	k := conntrack.MakeKey(conntrack.ProtoTCP, netipAddrPort(lab.ClientAddr4.String(), 40000), netipAddrPort(lab.ServerAddr4.String(), 7000))
-	r.gw.record(conntrack.Event{Type: conntrack.EventNew, Time: at(0.3), Orig: k, Reply: k.Reply(), Proto: conntrack.ProtoTCP})
-	r.gw.record(conntrack.Event{Type: conntrack.EventDestroy, Time: at(3.3), Orig: k, Reply: k.Reply(), Proto: conntrack.ProtoTCP, Reason: conntrack.ReasonExpired, Idle: 3 * time.Second, Timeout: 3 * time.Second})
-	r.gw.record(conntrack.Event{Type: conntrack.EventNew, Time: at(30), Orig: k, Reply: k.Reply(), Proto: conntrack.ProtoTCP}) // after the end: not counted
+	r.gw.record(policy.Event{Event: conntrack.Event{Type: conntrack.EventNew, Time: at(0.3), Orig: k, Reply: k.Reply(), Proto: conntrack.ProtoTCP}})
+	r.gw.record(policy.Event{Event: conntrack.Event{Type: conntrack.EventDestroy, Time: at(3.3), Orig: k, Reply: k.Reply(), Proto: conntrack.ProtoTCP, Reason: conntrack.ReasonExpired, Idle: 3 * time.Second, Timeout: 3 * time.Second}})
+	r.gw.record(policy.Event{Event: conntrack.Event{Type: conntrack.EventNew, Time: at(30), Orig: k, Reply: k.Reply(), Proto: conntrack.ProtoTCP}}) // after the end: not counted
 
 	one, two, zero := 1, 2, 0
 	yes, no := true, false

@@ -2,7 +2,6 @@ package scenarios
 
 import (
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +17,7 @@ type gwEvent struct {
 	ports   [2]uint16 // both ports of the tuple: a filter matches the server's either way
 }
 
-// gwRecorder turns conntrack events into timeline rows and counts them.
+// gwRecorder turns the engine's events into timeline rows and counts them.
 type gwRecorder struct {
 	tl  *timeline
 	pol func() policy.Policy
@@ -72,7 +71,7 @@ func connName(orig, reply conntrack.Key) string {
 }
 
 // record handles one event.
-func (g *gwRecorder) record(ev conntrack.Event) {
+func (g *gwRecorder) record(ev policy.Event) {
 	c := connName(ev.Orig, ev.Reply)
 	switch ev.Type {
 	case conntrack.EventNew:
@@ -107,66 +106,59 @@ func (g *gwRecorder) record(ev conntrack.Event) {
 	}
 }
 
-func (g *gwRecorder) verdict(ev conntrack.Event, c string) {
-	f := strings.Fields(ev.Detail)
-	reason := ""
-	if len(f) > 1 {
-		reason = f[1]
-	}
-	keepalive := strings.Contains(ev.Detail, "keepalive")
-	if keepalive {
+func (g *gwRecorder) verdict(ev policy.Event, c string) {
+	if ev.Keepalive {
 		g.count(ev.Time, "keepalive_probes", ev.Orig)
 	}
-	switch reason {
-	case "orphan":
+	switch ev.Cause {
+	case policy.ReasonOrphan:
 		g.count(ev.Time, "orphans", ev.Orig)
-	case "pickup":
+	case policy.ReasonPickup:
 		g.count(ev.Time, "pickups", ev.Orig)
-	case "table-full":
+	case policy.ReasonTableFull:
 		g.count(ev.Time, "table_full", ev.Orig)
-	case "source-limit":
+	case policy.ReasonSourceLimit:
 		g.count(ev.Time, "source_limit", ev.Orig)
 	}
-	if ev.Verdict == "reset" || ev.Verdict == "reject" {
+	if ev.Verdict == policy.Reset || ev.Verdict == policy.Reject {
 		g.count(ev.Time, "resets", ev.Orig)
 	}
 	what := "packet"
-	if keepalive {
+	if ev.Keepalive {
 		what = "keepalive probe"
 	}
 	switch {
-	case reason == "not-forwarded", reason == "untracked" && ev.Verdict == "forward":
+	case ev.Cause == policy.ReasonNotForwarded, ev.Cause == policy.ReasonUntracked && ev.Verdict == policy.Forward:
 		return
-	case ev.Verdict == "forward" && keepalive:
+	case ev.Verdict == policy.Forward && ev.Keepalive:
 		r := g.pol().Refresh
 		if r == policy.Refresh(conntrack.RefreshData) || r == policy.Refresh(conntrack.RefreshNoKeepalive) {
 			g.tl.add(ev.Time, colGateway, fmt.Sprintf("keepalive probe %s forwarded, does NOT refresh (refresh: %s)", c, r))
 		} else {
 			g.tl.add(ev.Time, colGateway, "keepalive probe "+c+" forwarded: refreshes")
 		}
-	case ev.Verdict == "forward" && reason == "pickup":
+	case ev.Verdict == policy.Forward && ev.Cause == policy.ReasonPickup:
 		g.tl.add(ev.Time, colGateway, "no entry for "+c+": picked up mid-stream (orphan: pickup)")
-	case ev.Verdict == "forward":
+	case ev.Verdict == policy.Forward:
 		return
-	case reason == "orphan" && ev.Verdict == "drop":
+	case ev.Cause == policy.ReasonOrphan && ev.Verdict == policy.Drop:
 		g.tl.add(ev.Time, colGateway, fmt.Sprintf("no entry for %s: %s dropped (orphan: drop)", c, what))
-	case reason == "orphan" && ev.Verdict == "reset":
+	case ev.Cause == policy.ReasonOrphan && ev.Verdict == policy.Reset:
 		g.tl.add(ev.Time, colGateway, fmt.Sprintf("no entry for %s: %s dropped, RST sent back (orphan: reset)", c, what))
-	case reason == "orphan":
+	case ev.Cause == policy.ReasonOrphan:
 		g.tl.add(ev.Time, colGateway, fmt.Sprintf("no entry for %s: %s dropped, ICMP sent back", c, what))
-	case reason == "table-full":
+	case ev.Cause == policy.ReasonTableFull:
 		g.tl.add(ev.Time, colGateway, fmt.Sprintf("table full: new %s refused (%s)", c, ev.Verdict))
-	case reason == "source-limit":
+	case ev.Cause == policy.ReasonSourceLimit:
 		g.tl.add(ev.Time, colGateway, fmt.Sprintf("max_conns_per_source reached: %s refused (%s)", c, ev.Verdict))
 	default:
-		g.tl.add(ev.Time, colGateway, fmt.Sprintf("%s %s (%s)", ev.Verdict, c, reason))
+		g.tl.add(ev.Time, colGateway, fmt.Sprintf("%s %s (%s)", ev.Verdict, c, ev.Cause))
 	}
 }
 
 // counterFromStats reads an unfiltered counter from the engine's statistics; ok is
 // false for counters only events give.
 func counterFromStats(s policy.Stats, counter string) (uint64, bool) {
-	reason := func(name string) uint64 { return s.ReasonCounts()[name] }
 	switch counter {
 	case "new":
 		return s.Table.Created, true
@@ -181,13 +173,13 @@ func counterFromStats(s policy.Stats, counter string) (uint64, bool) {
 	case "keepalive_probes":
 		return s.Table.KeepaliveProbes, true
 	case "table_full":
-		return reason("table-full"), true
+		return s.Reasons[policy.ReasonTableFull], true
 	case "orphans":
-		return reason("orphan"), true
+		return s.Reasons[policy.ReasonOrphan], true
 	case "pickups":
-		return reason("pickup"), true
+		return s.Reasons[policy.ReasonPickup], true
 	case "source_limit":
-		return reason("source-limit"), true
+		return s.Reasons[policy.ReasonSourceLimit], true
 	case "resets":
 		return s.Injected, true
 	}

@@ -94,7 +94,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	}
 	r.run, r.lab = run, run.Lab
 	r.gw = &gwRecorder{tl: r.tl, pol: run.Engine.Policy}
-	sub := run.Engine.Table().Subscribe(1 << 16)
+	sub := run.Engine.Subscribe(1 << 16)
 	evDone := make(chan struct{})
 	go func() {
 		defer close(evDone)

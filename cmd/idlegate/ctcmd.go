@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/idlegate/idlegate/conntrack"
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/policy"
 )
@@ -160,7 +161,7 @@ func formatEvent(ev gateway.EventJSON) string {
 		fmt.Fprintf(&b, " %-4s", ev.Proto)
 	}
 	if ev.State != "" {
-		if ev.OldState != "" && ev.OldState != ev.State && ev.Type == "UPDATE" {
+		if ev.OldState != "" && ev.OldState != ev.State && ev.Type == conntrack.EventUpdate.String() {
 			fmt.Fprintf(&b, " %s->%s", ev.OldState, ev.State)
 		} else {
 			fmt.Fprintf(&b, " %s", ev.State)
@@ -169,14 +170,18 @@ func formatEvent(ev gateway.EventJSON) string {
 	if ev.Orig != "" {
 		fmt.Fprintf(&b, " %s", stripProto(ev.Orig))
 	}
-	if ev.Reason != "" {
+	switch {
+	case ev.Verdict != "":
+		keepalive := ""
+		if ev.Keepalive {
+			keepalive = " keepalive"
+		}
+		fmt.Fprintf(&b, " verdict=%s (%s %s%s)", ev.Verdict, ev.Dir, ev.Reason, keepalive)
+	case ev.Reason != "":
 		fmt.Fprintf(&b, " reason=%s", ev.Reason)
-		if ev.Reason == "expired" {
+		if ev.Reason == conntrack.ReasonExpired.String() {
 			fmt.Fprintf(&b, " idle=%.1fs timeout=%.1fs", ev.Idle, ev.Timeout)
 		}
-	}
-	if ev.Verdict != "" {
-		fmt.Fprintf(&b, " verdict=%s (%s)", ev.Verdict, ev.Detail)
 	}
 	return b.String()
 }
