@@ -4,22 +4,18 @@
 // replay writes through Writer and reads through Reader, and nothing else builds or
 // parses the comments.
 //
-// The format is plain pcapng, readable by tcpdump, tshark and gopacket:
+// The format is plain pcapng, readable by tcpdump, tshark and gopacket: one section
+// whose application is "idlegate" (or "idlegate replay") and whose comment says what
+// the interfaces are; interface 0 "inside" (the client side, policy.Inside) and 1
+// "outside" (the server side, policy.Outside), both link type raw IP (101) with
+// nanosecond timestamps and no snap length; then one enhanced packet block per record,
+// with one comment, whose text is one of (see Kind):
 //
-//   - one section whose application is "idlegate" (or "idlegate replay") and whose
-//     comment says what the interfaces are;
-//
-//   - interface 0 "inside" (the client side, policy.Inside) and 1 "outside" (the
-//     server side, policy.Outside), both link type raw IP (101) with nanosecond
-//     timestamps and no snap length;
-//
-//   - one enhanced packet block per record, with one comment (see Kind):
-//
-//     forward tracked outbound             a packet the gateway read, on the interface it arrived on
-//     forward tracked inbound keepalive    ... that was a TCP keepalive probe
-//     translated                           the rewritten (NAT) copy of a forwarded packet, on the interface it left by
-//     injected reset orphan                a packet the gateway originated in answer to a packet it read
-//     injected reset reset_on_expire       a RST the gateway sent when a connection's timeout fired
+//	forward tracked outbound           a packet the gateway read, on the interface it arrived on
+//	forward tracked inbound keepalive  the same, for a TCP keepalive probe
+//	translated                         the rewritten (NAT) copy of a forwarded packet, on the interface it left by
+//	injected reset orphan              a packet the gateway originated in answer to a packet it read
+//	injected reset reset_on_expire     a RST the gateway sent when a connection's timeout fired
 //
 // Captures written before keepalive probes were named read as they were written.
 package capture
