@@ -40,7 +40,7 @@ type Reader struct {
 func NewReader(r io.Reader) (rd *Reader, err error) {
 	defer func() {
 		if p := recover(); p != nil { // a damaged header must end in an error, whatever the decoder does
-			rd, err = nil, fmt.Errorf("damaged pcapng header (%v)", p)
+			rd, err = nil, fmt.Errorf("the pcapng decoder failed (%v)", p)
 		}
 	}()
 	rd = &Reader{}
@@ -61,7 +61,7 @@ func (r *Reader) Idlegate() bool { return r.idlegate }
 func (r *Reader) Next(rec *Record) (err error) {
 	defer func() {
 		if p := recover(); p != nil { // a damaged record must end in an error
-			err = fmt.Errorf("damaged record (%v)", p)
+			err = fmt.Errorf("the pcapng decoder failed (%v)", p)
 		}
 	}()
 	data, ci, opts, err := r.ng.ZeroCopyReadPacketDataWithOptions()
