@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -89,7 +90,10 @@ func create(path string, force bool) (*os.File, error) {
 				}
 			}
 		}
-		return nil, fmt.Errorf("create %s: %w", path, &fs.PathError{Op: "open", Path: path, Err: err})
+		if err == unix.ENOENT {
+			return nil, fmt.Errorf("cannot create %s: its directory %s does not exist (%w)", path, filepath.Dir(path), err)
+		}
+		return nil, fmt.Errorf("cannot create %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	fail := func(err error) (*os.File, error) {
