@@ -25,7 +25,9 @@ import (
 //	POST /v1/flush              forget every connection (a middlebox reboot)
 //	GET  /v1/policy             the policy in force (JSON; ?format=yaml for YAML)
 //	POST /v1/policy             {"set": ["timeouts.tcp.established=10s", "orphan=reset"]}
-//	POST /v1/pcap               {"path": "/tmp/x.pcapng"} starts recording, {"path": ""} stops
+//	POST /v1/pcap               {"path": "/tmp/x.pcapng"} starts recording to a new file (mode 0600;
+//	                            never through a symlink; "force": true overwrites an existing one),
+//	                            {"path": ""} stops; answers {"pcap": path, "ended": PcapStatus}
 //	GET  /v1/stats              engine and device counters
 //	GET  /metrics               Prometheus metrics
 //
@@ -133,6 +135,20 @@ func EventOf(ev policy.Event, start time.Time) EventJSON {
 	return j
 }
 
+// PcapRequest is the body of POST /v1/pcap.
+type PcapRequest struct {
+	Path  string `json:"path"`            // "" stops recording
+	Force bool   `json:"force,omitempty"` // overwrite an existing file
+}
+
+// PcapAnswer is the answer to POST /v1/pcap: the file now recorded ("" for none) and
+// the recording that ended (the one replaced or stopped, or the last one a write error
+// stopped), if any.
+type PcapAnswer struct {
+	Pcap  string      `json:"pcap"`
+	Ended *PcapStatus `json:"ended,omitempty"`
+}
+
 // StatsJSON is the body of GET /v1/stats.
 type StatsJSON struct {
 	Uptime        float64           `json:"uptime_s"`
@@ -145,14 +161,18 @@ type StatsJSON struct {
 	EventsDropped uint64            `json:"events_dropped"`
 	Inside        SideStats         `json:"inside"`
 	Outside       SideStats         `json:"outside"`
-	Pcap          string            `json:"pcap,omitempty"`
+	Pcap          string            `json:"pcap,omitempty"` // the file being recorded
+	// PcapWriteErrors counts recordings a write error stopped; PcapFailed is the last
+	// of them, until a recording starts again.
+	PcapWriteErrors uint64      `json:"pcap_write_errors"`
+	PcapFailed      *PcapStatus `json:"pcap_failed,omitempty"`
 }
 
 // StatsJSON gathers every counter.
 func (g *Gateway) StatsJSON() StatsJSON {
 	es := g.cfg.Engine.Stats()
 	ds := g.Stats()
-	return StatsJSON{
+	j := StatsJSON{
 		Uptime:        g.Now().Sub(g.start).Seconds(),
 		Entries:       g.cfg.Engine.Len(),
 		Verdicts:      es.VerdictCounts(),
@@ -164,7 +184,13 @@ func (g *Gateway) StatsJSON() StatsJSON {
 		Inside:        ds[policy.Inside],
 		Outside:       ds[policy.Outside],
 		Pcap:          g.PcapPath(),
+
+		PcapWriteErrors: g.PcapWriteErrors(),
 	}
+	if st, ok := g.PcapFailed(); ok {
+		j.PcapFailed = &st
+	}
+	return j
 }
 
 // Serve answers the control API on a unix socket at path (created 0600, replaced if a
@@ -264,18 +290,21 @@ func (g *Gateway) handler() http.Handler {
 		writeJSON(w, http.StatusOK, g.cfg.Engine.Policy())
 	})
 	mux.HandleFunc("POST /v1/pcap", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Path string `json:"path"`
-		}
+		var req PcapRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "body must be JSON like {\"path\": \"/tmp/run.pcapng\"}")
+			writeError(w, http.StatusBadRequest, "body must be JSON like {\"path\": \"/tmp/run.pcapng\", \"force\": false}")
 			return
 		}
-		if err := g.SetPcap(req.Path); err != nil {
+		ended, err := g.SetPcap(req.Path, req.Force)
+		if err != nil {
 			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"pcap": req.Path})
+		ans := PcapAnswer{Pcap: req.Path}
+		if ended.Path != "" {
+			ans.Ended = &ended
+		}
+		writeJSON(w, http.StatusOK, ans)
 	})
 	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, g.StatsJSON())

@@ -112,6 +112,12 @@ func strictPolicy(established time.Duration, orphan policy.Orphan) policy.Policy
 // recording a pcap, and tears it all down at cleanup.
 func startLab(t *testing.T, pol policy.Policy) *gateway.Running {
 	t.Helper()
+	return startLabOpts(t, pol, gateway.LabOptions{})
+}
+
+// startLabOpts is startLab with options; an empty opts.Pcap records to the run base.
+func startLabOpts(t *testing.T, pol policy.Policy, opts gateway.LabOptions) *gateway.Running {
+	t.Helper()
 	needRoot(t)
 	b := make([]byte, 3)
 	rand.Read(b)
@@ -122,6 +128,9 @@ func startLab(t *testing.T, pol policy.Policy) *gateway.Running {
 		t.Fatal(err)
 	}
 	pcapPath := filepath.Join(base, "run.pcapng")
+	if opts.Pcap == "" {
+		opts.Pcap = pcapPath
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			kept := filepath.Join(os.TempDir(), name+".pcapng")
@@ -132,7 +141,7 @@ func startLab(t *testing.T, pol policy.Policy) *gateway.Running {
 		os.RemoveAll(base)
 	})
 	t.Cleanup(func() { lab.Cleanup(name, base) }) // safety net: normally there is nothing left
-	run, err := gateway.StartLab(context.Background(), lab.Config{Name: name, RunBase: base, Device: deviceOf(t)}, pol, gateway.LabOptions{Pcap: pcapPath})
+	run, err := gateway.StartLab(context.Background(), lab.Config{Name: name, RunBase: base, Device: deviceOf(t)}, pol, opts)
 	if err != nil {
 		t.Fatalf("StartLab %s: %v", name, err)
 	}
@@ -768,8 +777,11 @@ func testE2EPcapShowsInjectedReset(t *testing.T) {
 	if err, after := writeThenRead(c, "still there?", 5*time.Second); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("after the flush: read error %v after %v, want ECONNRESET", err, after)
 	}
-	var res map[string]string
+	var res gateway.PcapAnswer
 	api(t, run, "POST", "/v1/pcap", map[string]string{"path": ""}, &res) // stops and closes the file
+	if res.Ended == nil || res.Ended.Path != path || res.Ended.Packets == 0 || res.Ended.Error != "" {
+		t.Errorf("POST /v1/pcap to stop answered %+v, want the recording of %s with its packets", res, path)
+	}
 	if p := run.Gateway.PcapPath(); p != "" {
 		t.Fatalf("still recording to %s after POST /v1/pcap with an empty path", p)
 	}

@@ -25,12 +25,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/idlegate/idlegate/capture"
 	"github.com/idlegate/idlegate/policy"
 	"github.com/idlegate/idlegate/tun"
 )
@@ -52,11 +52,14 @@ type Gateway struct {
 	devs [2]tun.Device // indexed by policy.Side
 	// wmu serialises writes to each device: the pump of the other side, injections
 	// from both pumps and the ticker all write (tun.Device allows one writer at a time).
-	wmu   [2]sync.Mutex
-	pcap  atomic.Pointer[Pcap]
-	pcmu  sync.Mutex   // serialises SetPcap
-	stats [2]sideStats // indexed by the side a packet arrives on
-	start time.Time
+	wmu  [2]sync.Mutex
+	pcap atomic.Pointer[capture.File]
+	// pcmu serialises the starts and ends of recordings and guards pcapFailed.
+	pcmu       sync.Mutex
+	pcapFailed *PcapStatus // the last recording a write error stopped, until the next starts
+	pcapErrors atomic.Uint64
+	stats      [2]sideStats // indexed by the side a packet arrives on
+	start      time.Time
 }
 
 type sideStats struct {
@@ -105,53 +108,6 @@ func (g *Gateway) Started() time.Time { return g.start }
 // Now reads the gateway's clock.
 func (g *Gateway) Now() time.Time { return g.cfg.Now() }
 
-// SetPcap starts recording to a new pcapng file at path, replacing (and closing) any
-// recording in progress; an empty path stops recording. The new file is opened
-// before the old recording stops, so that no packet goes unrecorded, unless it is the
-// old recording's own file: that one is closed first (it would otherwise flush its
-// last packets into the new file). If the new file cannot be created, a recording to
-// another file goes on.
-func (g *Gateway) SetPcap(path string) error {
-	g.pcmu.Lock()
-	defer g.pcmu.Unlock()
-	if old := g.pcap.Load(); old != nil && path != "" && sameFile(old.Path(), path) {
-		g.pcap.Store(nil)
-		old.Close()
-	}
-	var p *Pcap
-	if path != "" {
-		var err error
-		if p, err = OpenPcap(path); err != nil {
-			return err
-		}
-	}
-	if old := g.pcap.Swap(p); old != nil {
-		old.Close()
-	}
-	return nil
-}
-
-// sameFile reports whether paths a and b name one file.
-func sameFile(a, b string) bool {
-	if filepath.Clean(a) == filepath.Clean(b) {
-		return true
-	}
-	fa, err := os.Stat(a)
-	if err != nil {
-		return false
-	}
-	fb, err := os.Stat(b)
-	return err == nil && os.SameFile(fa, fb)
-}
-
-// PcapPath is the file being recorded, or "".
-func (g *Gateway) PcapPath() string {
-	if p := g.pcap.Load(); p != nil {
-		return p.Path()
-	}
-	return ""
-}
-
 // Stats returns the per-side device counters.
 func (g *Gateway) Stats() [2]SideStats {
 	var out [2]SideStats
@@ -194,9 +150,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		d.Close()
 	}
 	wg.Wait()
+	g.pcmu.Lock()
 	if p := g.pcap.Swap(nil); p != nil {
-		p.Close()
+		g.endPcapLocked(p)
 	}
+	g.pcmu.Unlock()
 	select {
 	case err := <-errc:
 		return err
@@ -279,13 +237,17 @@ func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
 				txBytes += uint64(len(res.Packet))
 			}
 			if pc != nil {
-				pc.Write(side, now, orig, pcapComment(res.Verdict, res.Reason, dir, false))
-				if res.Verdict == policy.Forward && string(orig) != string(res.Packet) {
-					pc.Write(1-side, now, res.Packet, "translated")
+				err := pc.Write(side, now, orig, arrival(res, dir))
+				if err == nil && res.Verdict == policy.Forward && string(orig) != string(res.Packet) {
+					err = pc.Write(1-side, now, res.Packet, translated)
+				}
+				if err != nil {
+					g.pcapWriteFailed(pc)
+					pc = nil
 				}
 			}
 			for _, inj := range res.Inject {
-				g.inject(&one, inj, now, pc, pcapComment(res.Verdict, res.Reason, dir, true))
+				pc = g.inject(&one, inj, now, pc, injected(res))
 			}
 		}
 		st.rxPackets.Add(uint64(n))
@@ -330,53 +292,17 @@ var (
 	readBackoffMax = 100 * time.Millisecond
 )
 
-// Array lengths of the engine's counters: the number of verdicts and of reasons.
-const (
-	numVerdicts = len(policy.Stats{}.Verdicts)
-	numReasons  = len(policy.Stats{}.Reasons)
-)
-
-// pcapComments are the comments of recorded packets, built once so that recording
-// allocates none: [verdict][reason][dir][0] is a packet read, "<verdict> <reason>
-// <direction>", and [1] a packet injected in answer to it, "injected <verdict>
-// <reason>".
-var pcapComments = func() (c [numVerdicts][numReasons][2][2]string) {
-	for v := range c {
-		for r := range c[v] {
-			for d := range c[v][r] {
-				vr := policy.Verdict(v).String() + " " + policy.Reason(r).String()
-				c[v][r][d][0] = vr + " " + policy.Dir(d).String()
-				c[v][r][d][1] = "injected " + vr
-			}
-		}
-	}
-	return c
-}()
-
-// pcapComment is the comment of a packet the engine gave v for reason r in
-// direction dir, or of a packet injected in answer to it.
-func pcapComment(v policy.Verdict, r policy.Reason, dir policy.Dir, injected bool) string {
-	i := 0
-	if injected {
-		i = 1
-	}
-	if int(v) < numVerdicts && int(r) < numReasons && int(dir) < 2 {
-		return pcapComments[v][r][dir][i]
-	}
-	if injected {
-		return "injected " + v.String() + " " + r.String()
-	}
-	return v.String() + " " + r.String() + " " + dir.String()
-}
-
 // inject writes a packet the gateway originates to its side, with no offload
-// header: its checksums are complete. one is the caller's scratch batch.
-func (g *Gateway) inject(one *[1][]byte, inj policy.Injected, now time.Time, pc *Pcap, comment string) {
+// header: its checksums are complete. one is the caller's scratch batch. It records
+// the packet to pc (if not nil) with comment c, and returns pc, or nil if that write
+// stopped the recording.
+func (g *Gateway) inject(one *[1][]byte, inj policy.Injected, now time.Time, pc *capture.File, c capture.Comment) *capture.File {
 	dev, st := g.devs[inj.To], &g.stats[inj.To]
 	// Record before sending: once the packet is out, its receiver may react (and, say,
 	// stop the recording) before a record written afterwards would land.
-	if pc != nil {
-		pc.Write(inj.To, now, inj.Packet, comment)
+	if pc != nil && pc.Write(inj.To, now, inj.Packet, c) != nil {
+		g.pcapWriteFailed(pc)
+		pc = nil
 	}
 	one[0] = inj.Packet
 	g.wmu[inj.To].Lock()
@@ -385,11 +311,12 @@ func (g *Gateway) inject(one *[1][]byte, inj policy.Injected, now time.Time, pc 
 	one[0] = nil
 	if err != nil {
 		st.writeErrs.Add(1)
-		return
+		return pc
 	}
 	st.txPackets.Add(1)
 	st.txBytes.Add(uint64(len(inj.Packet)))
 	st.injected.Add(1)
+	return pc
 }
 
 // tick sweeps expiries on the live clock and sends what reset_on_expire asks for.
@@ -409,10 +336,10 @@ func (g *Gateway) tick(ctx context.Context) {
 		out = g.cfg.Engine.Tick(now, out[:0])
 		pc := g.pcap.Load()
 		for _, inj := range out {
-			g.inject(&one, inj, now, pc, "injected reset reset_on_expire")
+			pc = g.inject(&one, inj, now, pc, expiryReset)
 		}
-		if pc != nil && i%max(flushEvery, 1) == 0 {
-			pc.Flush()
+		if pc != nil && i%max(flushEvery, 1) == 0 && pc.Flush() != nil {
+			g.pcapWriteFailed(pc)
 		}
 	}
 }

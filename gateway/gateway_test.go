@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/netip"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/idlegate/idlegate/capture"
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/packet"
 	"github.com/idlegate/idlegate/policy"
@@ -143,9 +145,10 @@ func TestGatewayInMemory(t *testing.T) {
 	}
 }
 
-// TestSetPcapSamePath: starting a recording to the file being recorded replaces it
-// with a whole, readable file that holds only what came after the restart (the old
-// recording's last buffered packets must not land in it).
+// TestSetPcapSamePath: starting a recording to the file being recorded is refused
+// without force (the recording goes on); with force it replaces the file with a whole,
+// readable one that holds only what came after the restart (the old recording's last
+// buffered packets must not land in it).
 func TestSetPcapSamePath(t *testing.T) {
 	eng, err := policy.NewEngine(policy.Default())
 	if err != nil {
@@ -157,7 +160,7 @@ func TestSetPcapSamePath(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "run.pcapng")
-	if err := gw.SetPcap(path); err != nil {
+	if _, err := gw.SetPcap(path, false); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -173,13 +176,23 @@ func TestSetPcapSamePath(t *testing.T) {
 		inside.Inbound <- tcp4(t, netip.AddrPortFrom(client.Addr(), uint16(41000+i)), server, packet.TCPSyn, 1000, 0, make([]byte, 200))
 		receive(t, "SYN before the restart", outside.Outbound)
 	}
-	if err := gw.SetPcap(path); err != nil {
-		t.Fatalf("SetPcap to the same path: %v", err)
+	if _, err := gw.SetPcap(path, false); !errors.Is(err, capture.ErrRefused) {
+		t.Fatalf("SetPcap to the same path without force: %v, want capture.ErrRefused", err)
+	}
+	if got := gw.PcapPath(); got != path {
+		t.Fatalf("after a refused restart the gateway records to %q, want %q still", got, path)
+	}
+	ended, err := gw.SetPcap(path, true)
+	if err != nil {
+		t.Fatalf("SetPcap to the same path with force: %v", err)
+	}
+	if ended.Path != path || ended.Packets != 20 || ended.Error != "" {
+		t.Errorf("the replaced recording ended as %+v, want 20 packets in %s", ended, path)
 	}
 	inside.Inbound <- tcp4(t, client, server, packet.TCPSyn, 1000, 0, nil)
 	receive(t, "SYN after the restart", outside.Outbound)
-	if err := gw.SetPcap(""); err != nil {
-		t.Fatal(err)
+	if ended, err := gw.SetPcap("", false); err != nil || ended.Packets != 1 {
+		t.Fatalf("stop: %+v, %v; want 1 packet", ended, err)
 	}
 
 	f, err := os.Open(path)

@@ -25,7 +25,8 @@ const (
 
 // LabOptions tune StartLab.
 type LabOptions struct {
-	Pcap       string // record a pcapng file from the start
+	Pcap       string // record a pcapng file from the start (a new file, see Gateway.SetPcap)
+	PcapForce  bool   // overwrite Pcap if it exists
 	PolicyFile string // shown by `lab show`
 	Log        *slog.Logger
 	Now        func() time.Time
@@ -95,7 +96,7 @@ func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOp
 		return nil, err
 	}
 	if opts.Pcap != "" {
-		if err := gw.SetPcap(opts.Pcap); err != nil {
+		if _, err := gw.SetPcap(opts.Pcap, opts.PcapForce); err != nil {
 			ln.Close()
 			l.Down()
 			return nil, err

@@ -24,10 +24,11 @@ var (
 	mRx        = prometheus.NewDesc("idlegate_device_rx_packets_total", "Packets read from a side's TUN.", []string{"side"}, nil)
 	mTx        = prometheus.NewDesc("idlegate_device_tx_packets_total", "Packets written to a side's TUN.", []string{"side"}, nil)
 	mWriteErr  = prometheus.NewDesc("idlegate_device_write_errors_total", "Failed writes to a side's TUN.", []string{"side"}, nil)
+	mPcapErr   = prometheus.NewDesc("idlegate_pcap_write_errors_total", "Recordings (pcap) stopped by a write error such as a full disk.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mEntries, mCreated, mDestroyed, mFull, mKeepalive, mEvDropped, mVerdicts, mReasons, mInjected, mNATMaps, mRx, mTx, mWriteErr} {
+	for _, d := range []*prometheus.Desc{mEntries, mCreated, mDestroyed, mFull, mKeepalive, mEvDropped, mVerdicts, mReasons, mInjected, mNATMaps, mRx, mTx, mWriteErr, mPcapErr} {
 		ch <- d
 	}
 }
@@ -63,4 +64,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(mTx, ds[side].TxPackets, side.String())
 		counter(mWriteErr, ds[side].WriteErrors, side.String())
 	}
+	counter(mPcapErr, c.g.PcapWriteErrors())
 }

@@ -136,27 +136,3 @@ func TestPumpReadErrorsInARow(t *testing.T) {
 		}
 	})
 }
-
-// TestPcapComments: the precomputed comments read as the ones built per packet did.
-func TestPcapComments(t *testing.T) {
-	for _, tt := range []struct {
-		v        policy.Verdict
-		r        policy.Reason
-		dir      policy.Dir
-		injected bool
-		want     string
-	}{
-		{policy.Forward, policy.ReasonNew, policy.Outbound, false, "forward new outbound"},
-		{policy.Reset, policy.ReasonOrphan, policy.Inbound, false, "reset orphan inbound"},
-		{policy.Reset, policy.ReasonOrphan, policy.Inbound, true, "injected reset orphan"},
-		{policy.Reject, policy.ReasonNotForwarded, policy.Outbound, true, "injected reject not-forwarded"},
-		{policy.Verdict(200), policy.ReasonNew, policy.Outbound, false, "unknown(200) new outbound"},
-	} {
-		if got := pcapComment(tt.v, tt.r, tt.dir, tt.injected); got != tt.want {
-			t.Errorf("pcapComment(%v, %v, %v, %v) = %q, want %q", tt.v, tt.r, tt.dir, tt.injected, got, tt.want)
-		}
-	}
-	if n := testing.AllocsPerRun(100, func() { pcapComment(policy.Drop, policy.ReasonOrphan, policy.Inbound, false) }); n != 0 {
-		t.Errorf("pcapComment allocates %.0f times, want 0", n)
-	}
-}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/idlegate/idlegate/capture"
 )
 
 // Link types replay reads (tcpdump's LINKTYPE_ values).
@@ -83,22 +85,21 @@ type record struct {
 	ts        time.Time
 	iface     int
 	link      layers.LinkType
-	truncated bool // captured shorter than it was on the wire (snap length)
-	comment   string
+	truncated bool            // captured shorter than it was on the wire (snap length)
+	note      capture.Comment // an idlegate pcapng's word on the packet
 }
 
-// reader reads pcap and pcapng files without allocating per packet (pcapng packet
-// comments excepted).
+// reader reads pcap files with pcapgo and pcapng files with capture.Reader, without
+// allocating per packet (pcapng packet comments excepted).
 type reader struct {
-	name  string
-	pcap  *pcapgo.Reader
-	ng    *pcapgo.NgReader
-	links []layers.LinkType // per pcapng interface, filled lazily
-	n     int               // records read
-	// idlegate is set for a pcapng written by idlegate's gateway: interface 0 is
-	// "inside", 1 "outside", and packet comments give the gateway's verdicts.
+	name string
+	pcap *pcapgo.Reader
+	ng   *capture.Reader
+	rec  capture.Record
+	n    int // records read
+	// idlegate is set for a pcapng written by idlegate (capture.Reader.Idlegate):
+	// interface 0 is inside, 1 outside, and packet comments give the verdicts.
 	idlegate bool
-	checked  bool
 }
 
 var (
@@ -135,8 +136,7 @@ func openReader(name string, r io.Reader) (*reader, error) {
 	}
 	switch {
 	case magic == ngMagic:
-		rd.ng, err = pcapgo.NewNgReader(br, pcapgo.NgReaderOptions{WantMixedLinkType: true,
-			SectionEndCallback: func([]pcapgo.NgInterface, pcapgo.NgSectionInfo) { rd.links = rd.links[:0] }})
+		rd.ng, err = capture.NewReader(br)
 	case isPcap:
 		rd.pcap, err = pcapgo.NewReader(br)
 	default:
@@ -187,54 +187,25 @@ func (r *reader) next(rec *record) (err error) {
 		r.n++
 		rec.data, rec.ts, rec.iface, rec.link = data, ci.Timestamp, 0, r.pcap.LinkType()
 		rec.truncated = ci.CaptureLength < ci.Length
-		rec.comment = ""
+		rec.note = capture.Comment{}
 		return nil
 	}
-	data, ci, opts, err := r.ng.ZeroCopyReadPacketDataWithOptions()
-	if err != nil {
+	cr := &r.rec
+	if err := r.ng.Next(cr); err != nil {
 		if err == io.EOF {
 			return io.EOF
 		}
 		return r.fail(err)
 	}
 	r.n++
-	if !r.checked {
-		r.checked = true
-		if r.ng.NInterfaces() >= 2 {
-			i0, _ := r.ng.Interface(0)
-			i1, _ := r.ng.Interface(1)
-			r.idlegate = i0.Name == "inside" && i1.Name == "outside"
-		}
+	r.idlegate = r.ng.Idlegate()
+	if !supported(cr.LinkType) {
+		return &LinkTypeError{Capture: r.name, LinkType: cr.LinkType}
 	}
-	link, err := r.linkOf(ci.InterfaceIndex)
-	if err != nil {
-		return err
-	}
-	rec.data, rec.ts, rec.iface, rec.link = data, ci.Timestamp, ci.InterfaceIndex, link
-	rec.truncated = ci.CaptureLength < ci.Length
-	rec.comment = ""
-	if len(opts.Comments) > 0 {
-		rec.comment = opts.Comments[0]
-	}
+	rec.data, rec.ts, rec.iface, rec.link = cr.Data, cr.Time, cr.Interface, cr.LinkType
+	rec.truncated = len(cr.Data) < cr.Length
+	rec.note = cr.Comment
 	return nil
-}
-
-// linkOf is the link type of pcapng interface i, checked once.
-func (r *reader) linkOf(i int) (layers.LinkType, error) {
-	if i < len(r.links) {
-		return r.links[i], nil
-	}
-	for j := len(r.links); j <= i; j++ {
-		intf, err := r.ng.Interface(j)
-		if err != nil {
-			return 0, r.fail(err)
-		}
-		if !supported(intf.LinkType) {
-			return 0, &LinkTypeError{Capture: r.name, LinkType: intf.LinkType}
-		}
-		r.links = append(r.links, intf.LinkType)
-	}
-	return r.links[i], nil
 }
 
 // ipOf returns the IP packet inside a frame of link type l, or nil if the frame does

@@ -34,13 +34,13 @@ type capPkt struct {
 	note  string
 }
 
-// capture builds a capture packet by packet, in time order.
-type capture struct {
+// testCapture builds a capture packet by packet, in time order.
+type testCapture struct {
 	t    testing.TB
 	pkts []capPkt
 }
 
-func newCapture(t testing.TB) *capture { return &capture{t: t} }
+func newCapture(t testing.TB) *testCapture { return &testCapture{t: t} }
 
 // Packet builders: gopacket, independent of the packet package under test.
 var (
@@ -48,20 +48,20 @@ var (
 	udpPkt = pkttest.UDP
 )
 
-func (c *capture) add(at time.Duration, ip []byte) int {
+func (c *testCapture) add(at time.Duration, ip []byte) int {
 	c.pkts = append(c.pkts, capPkt{at: at, ip: ip})
 	return len(c.pkts) // the record number of this packet
 }
 
 // conn is a TCP connection in a capture, tracking sequence numbers.
 type conn struct {
-	c          *capture
+	c          *testCapture
 	cli, srv   netip.AddrPort
 	cseq, sseq uint32
 }
 
 // open adds a handshake at at (SYN, SYN-ACK +1 ms, ACK +2 ms).
-func (c *capture) open(at time.Duration, cli, srv netip.AddrPort) *conn {
+func (c *testCapture) open(at time.Duration, cli, srv netip.AddrPort) *conn {
 	cn := &conn{c: c, cli: cli, srv: srv, cseq: 1000, sseq: 5000}
 	c.add(at, tcpPkt(c.t, cli, srv, "S", cn.cseq, 0, ""))
 	c.add(at+time.Millisecond, tcpPkt(c.t, srv, cli, "SA", cn.sseq, cn.cseq+1, ""))
@@ -133,7 +133,7 @@ func frame(link layers.LinkType, ip []byte) []byte {
 }
 
 // pcap writes the capture as a classic pcap of the given link type.
-func (c *capture) pcap(link layers.LinkType) []byte {
+func (c *testCapture) pcap(link layers.LinkType) []byte {
 	c.t.Helper()
 	var buf bytes.Buffer
 	w := pcapgo.NewWriterNanos(&buf)
@@ -150,7 +150,7 @@ func (c *capture) pcap(link layers.LinkType) []byte {
 }
 
 // pcapng writes the capture as a pcapng with one Ethernet interface.
-func (c *capture) pcapng() []byte {
+func (c *testCapture) pcapng() []byte {
 	c.t.Helper()
 	var buf bytes.Buffer
 	w, err := pcapgo.NewNgWriter(&buf, layers.LinkTypeEthernet)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/idlegate/idlegate/capture"
 	"github.com/idlegate/idlegate/conntrack"
 	"github.com/idlegate/idlegate/packet"
 	"github.com/idlegate/idlegate/policy"
@@ -98,7 +99,7 @@ type lane struct {
 	flows  []laneFlow
 	nat    bool
 	natOut [2]netip.Addr // outside address for IPv4, IPv6
-	out    *writer
+	out    output        // errors are sticky and reported by Run's Flush
 
 	ticked   bool
 	lastTick time.Time
@@ -182,7 +183,7 @@ func (l *lane) tick(rp *replayer, ts time.Time) {
 				at = l.deadline
 			}
 			l.deadline = at
-			l.out.write(inj.To, at, inj.Packet, "injected reset reset_on_expire")
+			l.out.Write(inj.To, at, inj.Packet, capture.Comment{Kind: capture.ExpiryReset, Verdict: policy.Reset})
 		}
 	}
 }
@@ -243,19 +244,15 @@ func (l *lane) packet(rp *replayer, ip []byte, p *packet.Info, dir policy.Dir, t
 	}
 	if l.out != nil {
 		if res.Verdict == policy.Forward {
-			l.out.write(dir.From(), ts, ip, verdictComment(res, dir))
+			l.out.Write(dir.From(), ts, ip, capture.Comment{Kind: capture.Arrival, Verdict: res.Verdict, Reason: res.Reason, Dir: dir, Keepalive: res.Conn.Keepalive})
 		}
 		for _, inj := range res.Inject {
-			l.out.write(inj.To, ts, inj.Packet, "injected "+res.Verdict.String()+" "+res.Reason.String())
+			l.out.Write(inj.To, ts, inj.Packet, capture.Comment{Kind: capture.Injected, Verdict: res.Verdict, Reason: res.Reason})
 		}
 	}
 	if rp.opt.Trace != nil {
 		rp.opt.Trace(PacketTrace{Lane: l.idx, Number: num, Time: ts, Dir: dir, Verdict: res.Verdict, Reason: res.Reason, Flow: int(fi)})
 	}
-}
-
-func verdictComment(res *policy.Result, dir policy.Dir) string {
-	return res.Verdict.String() + " " + res.Reason.String() + " " + dir.String()
 }
 
 // toMapping rewrites an inbound packet's destination to the flow's outside mapping:

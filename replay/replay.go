@@ -43,6 +43,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/idlegate/idlegate/capture"
 	"github.com/idlegate/idlegate/conntrack"
 	"github.com/idlegate/idlegate/packet"
 	"github.com/idlegate/idlegate/policy"
@@ -120,8 +121,8 @@ func Run(name string, r io.Reader, opt Options) (*Report, error) {
 		rp.lanes = append(rp.lanes, l)
 	}
 	if opt.Write != nil {
-		if rp.out, err = newWriter(opt.Write, opt.WritePcapng); err != nil {
-			return nil, err
+		if rp.out, err = newOutput(opt.Write, opt.WritePcapng); err != nil {
+			return nil, fmt.Errorf("write the replayed capture: %w", err)
 		}
 		rp.lanes[0].out = rp.out
 	}
@@ -129,7 +130,7 @@ func Run(name string, r io.Reader, opt Options) (*Report, error) {
 		return nil, err
 	}
 	if rp.out != nil {
-		if err := rp.out.flush(); err != nil {
+		if err := rp.out.Flush(); err != nil {
 			return nil, fmt.Errorf("write the replayed capture: %w", err)
 		}
 	}
@@ -160,7 +161,7 @@ type replayer struct {
 	scale float64
 	rd    *reader
 	lanes []*lane
-	out   *writer
+	out   output
 
 	flows      []flow
 	flowIdx    map[conntrack.Key]int32 // both directions of each flow's key
@@ -216,8 +217,9 @@ func (rp *replayer) run() error {
 // packet handles one record.
 func (rp *replayer) packet(rec *record) {
 	idle := rp.rd.idlegate
-	if idle && rec.comment != "" && !isArrival(rec.comment) {
-		if rec.comment == "translated" && rec.iface == 1 {
+	if idle && rec.note.Kind != capture.None && rec.note.Kind != capture.Arrival {
+		// Not a packet the gateway read: its translated copy, or one it originated.
+		if rec.note.Kind == capture.Translated && rec.iface == int(policy.Outside) {
 			rp.learnNAT(rec)
 		}
 		rp.skipped++
@@ -300,12 +302,6 @@ func (rp *replayer) packet(rec *record) {
 			}
 		}
 	}
-}
-
-// isArrival reports whether an idlegate packet comment is that of a packet read by
-// the gateway: "<verdict> <reason> <direction>".
-func isArrival(c string) bool {
-	return len(c) > 9 && (c[len(c)-8:] == "outbound" || c[len(c)-7:] == "inbound") && c[:9] != "injected "
 }
 
 // pad copies a packet captured shorter than it was into scratch and zero-fills it up

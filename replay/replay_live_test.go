@@ -30,8 +30,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gopacket/gopacket/pcapgo"
-
+	"github.com/idlegate/idlegate/capture"
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/policy"
@@ -48,6 +47,15 @@ func needRoot(t *testing.T) {
 	}
 	t.Skip("needs root for network namespaces; run as root (CI=true makes this a failure)")
 }
+
+// verdict is what the gateway, or a replay, said about one packet.
+type verdict struct {
+	v   policy.Verdict
+	r   policy.Reason
+	dir policy.Dir
+}
+
+func (v verdict) String() string { return v.v.String() + " " + v.r.String() + " " + v.dir.String() }
 
 func TestReplayMatchesLiveGateway(t *testing.T) {
 	needRoot(t)
@@ -192,33 +200,34 @@ func liveCase(t *testing.T, orphan policy.Orphan, outcome Outcome, reason string
 	if err != nil {
 		t.Fatal(err)
 	}
-	live := map[int]string{}
-	ng, err := pcapgo.NewNgReader(bytes.NewReader(capt), pcapgo.NgReaderOptions{WantMixedLinkType: true})
+	live := map[int]verdict{}
+	cr, err := capture.NewReader(bytes.NewReader(capt))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var rec capture.Record
 	for n := 1; ; n++ {
-		_, _, opts, err := ng.ReadPacketDataWithOptions()
+		err := cr.Next(&rec)
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(opts.Comments) > 0 && isArrival(opts.Comments[0]) {
-			live[n] = opts.Comments[0]
+		if rec.Kind == capture.Arrival {
+			live[n] = verdict{rec.Verdict, rec.Reason, rec.Dir}
 		}
 	}
 	if len(live) < 10 {
 		t.Fatalf("only %d packets crossed the gateway", len(live))
 	}
 
-	replayed := map[int]string{}
+	replayed := map[int]verdict{}
 	rep, err := Run(pcapPath, bytes.NewReader(capt), Options{
 		Profiles: []Profile{{Name: "aws-nat-gateway", Policy: real}},
 		Scale:    scale,
 		Trace: func(p PacketTrace) {
-			replayed[p.Number] = p.Verdict.String() + " " + p.Reason.String() + " " + p.Dir.String()
+			replayed[p.Number] = verdict{p.Verdict, p.Reason, p.Dir}
 		},
 	})
 	if err != nil {
@@ -228,8 +237,8 @@ func liveCase(t *testing.T, orphan policy.Orphan, outcome Outcome, reason string
 		t.Errorf("direction %s, want the capture's interfaces", rep.Direction)
 	}
 	for n, want := range live {
-		if got := replayed[n]; got != want {
-			t.Errorf("packet %d: the gateway said %q, replay says %q", n, want, got)
+		if got, ok := replayed[n]; !ok || got != want {
+			t.Errorf("packet %d: the gateway said %v, replay says %v", n, want, got)
 		}
 	}
 	if len(replayed) != len(live) {

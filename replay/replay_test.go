@@ -15,6 +15,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/idlegate/idlegate/capture"
 	"github.com/idlegate/idlegate/policy"
 )
 
@@ -27,7 +28,7 @@ const s = time.Second
 //	C (:40003 -> :6379) query at 3 s, then at 253 s (250 s idle)
 //
 // It returns the capture and the record numbers of A's and C's late queries.
-func idleGaps(t testing.TB) (c *capture, nA, nC int) {
+func idleGaps(t testing.TB) (c *testCapture, nA, nC int) {
 	c = newCapture(t)
 	a := c.open(0, ap(client4, 40001), ap(server4, 5432))
 	b := c.open(500*time.Millisecond, ap(client4, 40002), ap(server4, 80))
@@ -364,6 +365,45 @@ func TestReplayIdlegateCapture(t *testing.T) {
 	}
 	if len(traces) != 2 || traces[0].Number != 1 || traces[0].Dir != policy.Inbound || traces[1].Number != 3 || traces[1].Dir != policy.Outbound {
 		t.Fatalf("traces %+v", traces)
+	}
+}
+
+// TestReplayIdlegateKeepalive: a capture written through package capture, with
+// keepalive probes named, replays its arrivals (keepalive or not) and skips the
+// records the gateway did not read.
+func TestReplayIdlegateKeepalive(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := capture.NewWriter(&buf, "idlegate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, srv := ap(client4, 40000), ap(server4, 80)
+	arrive := func(dir policy.Dir, ka bool) capture.Comment {
+		return capture.Comment{Kind: capture.Arrival, Verdict: policy.Forward, Reason: policy.ReasonTracked, Dir: dir, Keepalive: ka}
+	}
+	for i, r := range []struct {
+		side policy.Side
+		pkt  []byte
+		c    capture.Comment
+	}{
+		{policy.Inside, tcpPkt(t, cli, srv, "S", 999, 0, ""), arrive(policy.Outbound, false)},
+		{policy.Outside, tcpPkt(t, srv, cli, "SA", 4999, 1000, ""), arrive(policy.Inbound, false)},
+		{policy.Inside, tcpPkt(t, cli, srv, "A", 1000, 5000, ""), arrive(policy.Outbound, false)},
+		{policy.Inside, tcpPkt(t, cli, srv, "A", 999, 5000, ""), arrive(policy.Outbound, true)},
+		{policy.Outside, tcpPkt(t, srv, cli, "A", 5000, 1000, ""), arrive(policy.Inbound, false)},
+		{policy.Outside, tcpPkt(t, cli, srv, "A", 999, 5000, ""), capture.Comment{Kind: capture.Translated}},
+		{policy.Inside, tcpPkt(t, srv, cli, "R", 5000, 0, ""), capture.Comment{Kind: capture.ExpiryReset, Verdict: policy.Reset}},
+	} {
+		if err := w.Write(r.side, t0.Add(time.Duration(i)*time.Second), r.pkt, r.c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, buf.Bytes(), Options{Profiles: []Profile{profile(t, "linux-conntrack")}})
+	if r.Direction != DirInterfaces || r.Packets != 5 || r.Skipped != 2 || r.Records != 7 {
+		t.Fatalf("report: direction %s, %d packets, %d skipped, %d records; want interfaces, 5, 2, 7", r.Direction, r.Packets, r.Skipped, r.Records)
 	}
 }
 

@@ -30,8 +30,10 @@ type Options struct {
 	// Binary is the idlegate executable that runs the built-in agents
 	// (`idlegate agent KIND`); "" means this process's own executable.
 	Binary string
-	// Pcap records what crosses the gateway to this pcapng file.
-	Pcap string
+	// Pcap records what crosses the gateway to this new pcapng file; PcapForce
+	// overwrites it if it exists (gateway.LabOptions).
+	Pcap      string
+	PcapForce bool
 }
 
 // DefaultTimeout bounds a story whose file gives no timeout.
@@ -88,7 +90,7 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 
 	pol := sc.Policy()
 	pol.VerdictEvents = true // the timeline shows drops, resets and keepalive probes
-	run, err := gateway.StartLab(ctx, lab.Config{Name: opts.LabName}, pol, gateway.LabOptions{Pcap: opts.Pcap})
+	run, err := gateway.StartLab(ctx, lab.Config{Name: opts.LabName}, pol, gateway.LabOptions{Pcap: opts.Pcap, PcapForce: opts.PcapForce})
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: start lab %s: %w", sc.Name, opts.LabName, err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -225,6 +226,12 @@ func newCtStatsCmd() *cobra.Command {
 				fmt.Fprintf(w, "reasons:  %s\n", countsLine(st.Reasons))
 				fmt.Fprintf(w, "inside:   rx %d pkts, tx %d pkts; outside: rx %d pkts, tx %d pkts\n",
 					st.Inside.RxPackets, st.Inside.TxPackets, st.Outside.RxPackets, st.Outside.TxPackets)
+				if st.Pcap != "" {
+					fmt.Fprintf(w, "pcap:     recording to %s\n", st.Pcap)
+				}
+				if st.PcapFailed != nil {
+					fmt.Fprintf(w, "pcap:     %s\n", st.PcapFailed)
+				}
 			})
 		},
 	}
@@ -317,9 +324,13 @@ func newPcapCmd() *cobra.Command {
   sudo idlegate pcap stop`,
 	}
 	var name string
+	var force bool
 	start := &cobra.Command{
 		Use:   "start FILE",
-		Short: "Record to a pcapng file (dropped and injected packets carry comments)",
+		Short: "Record to a new pcapng file, mode 0600 (each packet's comment gives its verdict)",
+		Long: `Record what crosses the gateway to FILE, a new pcapng file of mode 0600 (every payload
+is in it). A symbolic link or a file that is not regular is refused; so is an existing file,
+unless --force. A recording in progress is replaced; what it holds is printed.`,
 		Example: `  sudo idlegate pcap start /tmp/run.pcapng
   tshark -r /tmp/run.pcapng -T fields -e frame.comment`,
 		Args: cobra.ExactArgs(1),
@@ -329,14 +340,19 @@ func newPcapCmd() *cobra.Command {
 				return err
 			}
 			path := absPath(args[0])
-			if err := cl.do("POST", "/v1/pcap", map[string]string{"path": path}, nil); err != nil {
+			var ans gateway.PcapAnswer
+			if err := cl.do("POST", "/v1/pcap", gateway.PcapRequest{Path: path, Force: force}, &ans); err != nil {
 				return err
+			}
+			if ans.Ended != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "previous recording: %s\n", ans.Ended)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "recording to %s\n", path)
 			return nil
 		},
 	}
 	nameFlag(start, &name)
+	start.Flags().BoolVar(&force, "force", false, "overwrite FILE if it exists")
 	var stopName string
 	stop := &cobra.Command{
 		Use:     "stop",
@@ -348,10 +364,18 @@ func newPcapCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := cl.do("POST", "/v1/pcap", map[string]string{"path": ""}, nil); err != nil {
+			var ans gateway.PcapAnswer
+			if err := cl.do("POST", "/v1/pcap", gateway.PcapRequest{}, &ans); err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), "recording stopped")
+			switch e := ans.Ended; {
+			case e == nil:
+				fmt.Fprintln(cmd.OutOrStdout(), "no recording was running")
+			case e.Error != "":
+				return errors.New(e.String()) // exit 1: the recording did not hold everything
+			default:
+				fmt.Fprintf(cmd.OutOrStdout(), "recording stopped: %s\n", e)
+			}
 			return nil
 		},
 	}

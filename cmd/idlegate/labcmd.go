@@ -48,7 +48,7 @@ type labUpOpts struct {
 	profile            string
 	scale              float64
 	mtu                int
-	detach             bool
+	detach, force      bool
 	sets               []string
 }
 
@@ -74,7 +74,8 @@ name are removed first.`,
 	c.Flags().StringVar(&o.config, "config", "", "policy YAML file (over --profile, if both)")
 	scaleFlag(c, &o.scale)
 	c.Flags().StringArrayVar(&o.sets, "set", nil, "override one policy key, KEY=VALUE (repeatable)")
-	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to this pcapng file")
+	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to this new pcapng file (mode 0600)")
+	c.Flags().BoolVar(&o.force, "force", false, "with --pcap: overwrite the file if it exists")
 	c.Flags().IntVar(&o.mtu, "mtu", lab.DefaultMTU, "MTU of both TUN links")
 	c.Flags().BoolVar(&o.detach, "detach", false, "run the gateway in the background")
 	return c
@@ -117,7 +118,7 @@ func labUp(cmd *cobra.Command, o labUpOpts) error {
 		signal.Ignore(syscall.SIGHUP)
 	}
 	run, err := gateway.StartLab(ctx, lab.Config{Name: o.name, MTU: o.mtu}, pol, gateway.LabOptions{
-		Pcap: absPath(o.pcap), PolicyFile: absPath(o.config), Log: log,
+		Pcap: absPath(o.pcap), PcapForce: o.force, PolicyFile: absPath(o.config), Log: log,
 	})
 	if err != nil {
 		return fail(err)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/idlegate/idlegate/capture"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/tun"
 )
@@ -16,13 +17,13 @@ import (
 func TestDetachedArgs(t *testing.T) {
 	c := newLabUpCmd()
 	if err := c.ParseFlags([]string{"--name", "pool", "--config", "aws.yaml", "--set", "orphan=reset",
-		"--set", "timeouts.udp=5s", "--time-scale", "0.01", "--detach", "--pcap", "run.pcapng", "--mtu", "1400"}); err != nil {
+		"--set", "timeouts.udp=5s", "--time-scale", "0.01", "--detach", "--pcap", "run.pcapng", "--force", "--mtu", "1400"}); err != nil {
 		t.Fatal(err)
 	}
 	config, _ := filepath.Abs("aws.yaml")
 	pcap, _ := filepath.Abs("run.pcapng")
 	got := detachedArgs(c)
-	want := []string{"lab", "up", "--config=" + config, "--mtu=1400", "--name=pool", "--pcap=" + pcap,
+	want := []string{"lab", "up", "--config=" + config, "--force=true", "--mtu=1400", "--name=pool", "--pcap=" + pcap,
 		"--set=orphan=reset", "--set=timeouts.udp=5s", "--time-scale=0.01"}
 	if !slices.Equal(got, want) {
 		t.Errorf("detachedArgs:\n got %q\nwant %q", got, want)
@@ -45,6 +46,7 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{lab.CheckName("Bad_Name"), exitUsage},
 		{usagef("bad"), exitUsage},
+		{fmt.Errorf("start lab: %w", capture.ErrRefused), exitUsage},
 		{lab.ErrNotRoot, exitEnv},
 		{fmt.Errorf("open: %w", tun.ErrNoTUN), exitEnv},
 		{lab.NoSuchLab("x"), exitState},

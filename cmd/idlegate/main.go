@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/idlegate/idlegate/capture"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/tun"
 )
@@ -69,7 +70,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &de):
 		return de.code
-	case errors.As(err, &ue), errors.Is(err, lab.ErrBadName):
+	case errors.As(err, &ue), errors.Is(err, lab.ErrBadName), errors.Is(err, capture.ErrRefused):
 		return exitUsage
 	case errors.Is(err, lab.ErrNotRoot), errors.Is(err, tun.ErrNoTUN):
 		return exitEnv

@@ -103,6 +103,7 @@ type scenarioRunOpts struct {
 	all      bool
 	parallel int
 	pcap     string
+	force    bool
 	output   string
 }
 
@@ -124,7 +125,8 @@ flag, 3 if the machine cannot run a lab.`,
 	}
 	c.Flags().BoolVar(&o.all, "all", false, "run every built-in scenario")
 	c.Flags().IntVar(&o.parallel, "parallel", 1, "how many scenarios run at once")
-	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway (with several scenarios, FILE gets each name inserted)")
+	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to a new file (with several scenarios, FILE gets each name inserted)")
+	c.Flags().BoolVar(&o.force, "force", false, "with --pcap: overwrite the file if it exists")
 	outputFlag(c, &o.output)
 	return c
 }
@@ -183,7 +185,7 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 			next++
 			mu.Unlock()
 			s := list[i]
-			opts := scenarios.Options{Pcap: o.pcap}
+			opts := scenarios.Options{Pcap: o.pcap, PcapForce: o.force}
 			if o.pcap != "" && len(list) > 1 {
 				ext := filepath.Ext(o.pcap)
 				opts.Pcap = strings.TrimSuffix(o.pcap, ext) + "-" + s.Name + ext
