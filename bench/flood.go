@@ -45,16 +45,15 @@ func FloodSources(flows int) []netip.Addr {
 
 // AddAddrs adds addrs, each as /24, to link in the named namespace.
 func AddAddrs(namespace, link string, addrs []netip.Addr) error {
-	ns, err := lab.Namespace(namespace)
+	ns, err := lab.OpenNetns(namespace)
 	if err != nil {
 		return err
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	h, err := ns.Netlink()
 	if err != nil {
-		return fmt.Errorf("netlink in %s: %w", namespace, err)
+		return err
 	}
-	defer h.Close()
 	l, err := h.LinkByName(link)
 	if err != nil {
 		return fmt.Errorf("find %s in %s: %w", link, namespace, err)

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/idlegate/idlegate/lab"
 )
@@ -109,28 +107,27 @@ func UpKernel(cfg KernelConfig) (_ *Kernel, err error) {
 			err = errors.Join(err, k.Down())
 		}
 	}()
-	var hs [3]netns.NsHandle
+	var nss [3]*lab.Netns
 	for i, name := range names {
-		if hs[i], err = lab.CreateNamespace(name); err != nil {
+		if nss[i], err = lab.CreateNamespace(name); err != nil {
 			return nil, err
 		}
-		defer hs[i].Close()
+		defer nss[i].Close()
 	}
-	client, router, server := hs[0], hs[1], hs[2]
+	client, router, server := nss[0], nss[1], nss[2]
 
-	rh, err := netlink.NewHandleAt(router, unix.NETLINK_ROUTE)
+	rh, err := router.Netlink()
 	if err != nil {
-		return nil, fmt.Errorf("netlink in %s: %w", k.Router, err)
+		return nil, err
 	}
-	defer rh.Close()
 	for _, p := range []struct {
 		name string
-		peer netns.NsHandle
+		peer *lab.Netns
 	}{{"c0", client}, {"s0", server}} {
 		veth := &netlink.Veth{
 			LinkAttrs:     netlink.LinkAttrs{Name: p.name, MTU: cfg.MTU},
 			PeerName:      KernelLink,
-			PeerNamespace: netlink.NsFd(int(p.peer)),
+			PeerNamespace: netlink.NsFd(int(p.peer.Handle())),
 			PeerMTU:       uint32(cfg.MTU),
 		}
 		if err := rh.LinkAdd(veth); err != nil {
@@ -144,7 +141,7 @@ func UpKernel(cfg KernelConfig) (_ *Kernel, err error) {
 		return nil, err
 	}
 	for _, s := range []struct {
-		ns    netns.NsHandle
+		ns    *lab.Netns
 		name  string
 		addr  netip.Addr
 		route netip.Prefix
@@ -153,20 +150,19 @@ func UpKernel(cfg KernelConfig) (_ *Kernel, err error) {
 		{client, k.Client, lab.ClientAddr4, lab.OutsideNet4, RouterInside4},
 		{server, k.Server, lab.ServerAddr4, lab.InsideNet4, RouterOutside4},
 	} {
-		h, err := netlink.NewHandleAt(s.ns, unix.NETLINK_ROUTE)
+		h, err := s.ns.Netlink()
 		if err != nil {
-			return nil, fmt.Errorf("netlink in %s: %w", s.name, err)
+			return nil, err
 		}
 		err = configure(h, s.name, KernelLink, netip.PrefixFrom(s.addr, 24), &netlink.Route{
 			Dst: prefixNet(s.route), Gw: net.IP(s.via.AsSlice()),
 		})
-		h.Close()
 		if err != nil {
 			return nil, err
 		}
 	}
 
-	if err := lab.Do(k.Router, func() error {
+	if err := router.Run(func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0)
 	}); err != nil {
 		return nil, fmt.Errorf("enable ip_forward in %s: %w", k.Router, err)
@@ -176,7 +172,7 @@ func UpKernel(cfg KernelConfig) (_ *Kernel, err error) {
 	}
 	if cfg.UDPTimeout > 0 {
 		secs := strconv.Itoa(int(cfg.UDPTimeout / time.Second))
-		if err := lab.Do(k.Router, func() error {
+		if err := router.Run(func() error {
 			return os.WriteFile("/proc/sys/net/netfilter/nf_conntrack_udp_timeout", []byte(secs+"\n"), 0)
 		}); err != nil {
 			return nil, fmt.Errorf("set nf_conntrack_udp_timeout in %s: %w", k.Router, err)
@@ -296,17 +292,13 @@ func (k *Kernel) ConntrackMax() (int, error) {
 // FlushConntrack forgets every connection in the router's table
 // (conntrack -F).
 func (k *Kernel) FlushConntrack() error {
-	ns, err := lab.Namespace(k.Router)
+	ns, err := lab.OpenNetns(k.Router)
 	if err != nil {
 		return err
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
-	if err != nil {
-		return fmt.Errorf("netlink in %s: %w", k.Router, err)
-	}
-	defer h.Close()
-	if err := h.ConntrackTableFlush(netlink.ConntrackTable); err != nil {
+	// A NETLINK_NETFILTER socket made inside the router's namespace.
+	if err := ns.Run(func() error { return netlink.ConntrackTableFlush(netlink.ConntrackTable) }); err != nil {
 		return fmt.Errorf("flush conntrack in %s: %w", k.Router, err)
 	}
 	return nil

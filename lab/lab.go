@@ -33,11 +33,9 @@ import (
 	"hash/fnv"
 	"net/netip"
 	"os"
-	"strings"
 	"sync"
 
 	"github.com/idlegate/idlegate/tun"
-	"github.com/vishvananda/netns"
 )
 
 // The fixed addresses of every lab: RFC 2544 benchmarking ranges for IPv4 and
@@ -242,10 +240,10 @@ func (s *Side) build(device, link string, mtu int, routes []netip.Prefix) error 
 	if err != nil {
 		return err
 	}
-	if err := tun.MoveToNamespace(link, ns); err != nil {
+	if err := tun.MoveToNamespace(link, ns.Handle()); err != nil {
 		return err
 	}
-	return tun.Configure(ns, link, tun.LinkConfig{
+	return tun.Configure(ns.Handle(), link, tun.LinkConfig{
 		Rename: LinkName, // the MTU was set when the device was opened
 		Addrs: []netip.Prefix{
 			netip.PrefixFrom(s.Addr4, 24),
@@ -294,19 +292,4 @@ func tunName(lab string, side byte) string {
 	h := fnv.New32a()
 	h.Write([]byte(lab))
 	return fmt.Sprintf("ig%08x%c", h.Sum32(), side)
-}
-
-// Namespace returns a handle on the named network namespace; the caller
-// closes it. A missing namespace is ErrNoSuchLab, said about the lab the
-// namespace belongs to (name without its -client or -server suffix).
-func Namespace(name string) (netns.NsHandle, error) {
-	ns, err := netns.GetFromName(name)
-	if errors.Is(err, os.ErrNotExist) {
-		labName := strings.TrimSuffix(strings.TrimSuffix(name, "-client"), "-server")
-		return netns.None(), fmt.Errorf("namespace %q: %w", name, NoSuchLab(labName))
-	}
-	if err != nil {
-		return netns.None(), fmt.Errorf("namespace %q: %w", name, err)
-	}
-	return ns, nil
 }

@@ -216,16 +216,15 @@ func TestUpBuildsTopology(t *testing.T) {
 			if got := tt.side.Dev.Name(); got != LinkName {
 				t.Errorf("Dev.Name() = %q, want %q", got, LinkName)
 			}
-			ns, err := Namespace(tt.ns)
+			ns, err := OpenNetns(tt.ns)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer ns.Close()
-			h, err := netlink.NewHandleAt(ns)
+			h, err := ns.Netlink()
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer h.Close()
 
 			link, err := h.LinkByName(LinkName)
 			if err != nil {

@@ -14,9 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
-
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/tun"
@@ -405,16 +402,15 @@ func (r *runner) cleanup() error {
 // linkSetDown sets gw0 down inside namespace: nothing enters or leaves that side.
 // The kernel also drops the link's routes; linkRestore puts them back.
 func linkSetDown(namespace string) error {
-	ns, err := lab.Namespace(namespace)
+	ns, err := lab.OpenNetns(namespace)
 	if err != nil {
 		return err
 	}
 	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	h, err := ns.Netlink()
 	if err != nil {
 		return fmt.Errorf("blackhole %s: %w", namespace, err)
 	}
-	defer h.Close()
 	l, err := h.LinkByName(lab.LinkName)
 	if err != nil {
 		return fmt.Errorf("blackhole %s: %w", namespace, err)
@@ -427,7 +423,7 @@ func linkSetDown(namespace string) error {
 
 // linkRestore sets gw0 up again with the side's addresses and routes.
 func linkRestore(s *lab.Side, name string) error {
-	ns, err := lab.Namespace(s.Namespace)
+	ns, err := lab.OpenNetns(s.Namespace)
 	if err != nil {
 		return err
 	}
@@ -436,7 +432,7 @@ func linkRestore(s *lab.Side, name string) error {
 	if name == "client" {
 		routes = []netip.Prefix{lab.OutsideNet4, lab.OutsideNet6}
 	}
-	return tun.Configure(ns, lab.LinkName, tun.LinkConfig{
+	return tun.Configure(ns.Handle(), lab.LinkName, tun.LinkConfig{
 		Addrs:  []netip.Prefix{netip.PrefixFrom(s.Addr4, 24), netip.PrefixFrom(s.Addr6, 64)},
 		Routes: routes,
 	})

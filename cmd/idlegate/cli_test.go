@@ -40,7 +40,15 @@ func TestMain(m *testing.M) {
 	os.Exit(buildAndRun(m))
 }
 
+// binEnv hands the built binary to a child test process (labtest.FreshRun), so
+// that it does not build it again.
+const binEnv = "IDLEGATE_TEST_BIN"
+
 func buildAndRun(m *testing.M) int {
+	if b := os.Getenv(binEnv); b != "" {
+		bin = b
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "idlegate-cli-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

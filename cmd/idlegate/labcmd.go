@@ -280,19 +280,23 @@ links and run directory, including leftovers of a gateway that was killed.`,
 			if err := lab.CheckHost(); err != nil {
 				return err
 			}
+			// Mounts of the lab's namespaces hidden under a later `ip netns add`
+			// self-bind of /run/netns go first, so that the gateway's own teardown
+			// and Cleanup see an ordinary lab. If they cannot be reached, Cleanup
+			// meets them again and its error says what to do.
+			note, _ := lab.RecoverHidden(lab.ClientNamespace(name), lab.ServerNamespace(name))
 			stopped := false
 			if pid, ok := lab.Owner(name, ""); ok && pid != os.Getpid() {
 				stopped = stopProcess(pid)
 			}
-			if err := lab.Cleanup(name, ""); err != nil {
-				// A gateway stopped by SIGTERM removes its own lab: nothing is left.
-				if errors.Is(err, lab.ErrNoSuchLab) && stopped {
-					fmt.Fprintf(cmd.OutOrStdout(), "lab %q removed\n", name)
-					return nil
-				}
+			// A gateway stopped by SIGTERM removes its own lab: nothing is left.
+			if err := lab.Cleanup(name, ""); err != nil && !(errors.Is(err, lab.ErrNoSuchLab) && stopped) {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "lab %q removed\n", name)
+			if note != "" {
+				fmt.Fprintln(cmd.OutOrStdout(), note)
+			}
 			return nil
 		},
 	}
