@@ -121,6 +121,10 @@ func TestZeroAllocs(t *testing.T) {
 	a6, b6 := ip("2001:db8:ffff::1"), ip("2001:db8:ffff::2")
 	dst := make([]byte, 0, 1500)
 	var p Info
+	d1 := udp4("192.0.2.1:40001", "198.51.100.7:5300", bytesOf(100, 0))
+	run := append(make([]byte, 0, 1500), d1...)
+	seg := make([]byte, 1500)
+	var co UDPCoalescer
 	tests := []struct {
 		name string
 		f    func()
@@ -140,6 +144,16 @@ func TestZeroAllocs(t *testing.T) {
 		{"BuildReset", func() { _, _ = BuildReset(dst, tcp) }},
 		{"BuildRST", func() { _, _ = BuildRST(dst, ap("192.0.2.1:1"), ap("192.0.2.2:2"), 1, 2, true) }},
 		{"BuildUnreachable", func() { _, _ = BuildUnreachable(dst, u6, a6) }},
+		{"IPLen", func() { _ = IPLen(tcpv6) + int(IPVersion(tcp)) }},
+		{"PartialChecksumProto", func() { _, _ = PartialChecksumProto(tcp, 20, 16) }},
+		{"UDPCoalescer", func() {
+			r := run[:copy(run, d1)]
+			if !co.Begin(r, 20, 6) || !co.Append(d1, 20, 6) {
+				t.Fatal("no run")
+			}
+			co.Finish()
+		}},
+		{"Segment", func() { _, _ = Segment(seg, u6, GSO{Proto: ProtoUDP, L4Off: 40, Size: 50}, 1) }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -61,7 +61,7 @@ func Decode(b []byte, p *Info) error {
 	if len(b) == 0 {
 		return ErrTruncated
 	}
-	switch b[0] >> 4 {
+	switch IPVersion(b) {
 	case 4:
 		return decode4(b, p)
 	case 6:
@@ -217,7 +217,7 @@ func decodeInner(pkt []byte, off int, v uint8, in *Inner) {
 		in.FragOffset = ip.fragOffset()
 		in.L4Off = off + hl
 	case 6:
-		if len(q) < IPv6HeaderLen || q[0]>>4 != 6 {
+		if len(q) < IPv6HeaderLen || IPVersion(q) != 6 {
 			return
 		}
 		ip := ipv6Packet(q)
@@ -299,14 +299,14 @@ func (p *Info) consistent(b []byte) bool {
 	}
 	switch p.Version {
 	case 4:
-		if p.TotalLen < IPv4MinHeaderLen || b[0]>>4 != 4 {
+		if p.TotalLen < IPv4MinHeaderLen || IPVersion(b) != 4 {
 			return false
 		}
-		if hl := int(b[0]&0x0f) * 4; hl < IPv4MinHeaderLen || hl > p.TotalLen {
+		if hl := ipv4Packet(b).headerLen(); hl < IPv4MinHeaderLen || hl > p.TotalLen {
 			return false
 		}
 	case 6:
-		if p.TotalLen < IPv6HeaderLen || b[0]>>4 != 6 {
+		if p.TotalLen < IPv6HeaderLen || IPVersion(b) != 6 {
 			return false
 		}
 	default:
@@ -356,12 +356,13 @@ func (p *Info) innerConsistent(b []byte) bool {
 	if in.Off+hl > in.End {
 		return false
 	}
+	q := b[in.Off:in.End]
 	if p.Version == 4 {
-		hl = int(b[in.Off]&0x0f) * 4
-		if b[in.Off]>>4 != 4 || hl < IPv4MinHeaderLen {
+		hl = ipv4Packet(q).headerLen()
+		if IPVersion(q) != 4 || hl < IPv4MinHeaderLen {
 			return false
 		}
-	} else if b[in.Off]>>4 != 6 {
+	} else if IPVersion(q) != 6 {
 		return false
 	}
 	if in.L4Off < in.Off+hl {

@@ -1,7 +1,13 @@
 // Package packet decodes, checks, builds and rewrites IPv4 and IPv6 packets
 // in place: Decode, Internet checksums (full and RFC 1624 incremental), TCP,
-// UDP, RST and ICMP unreachable builders, NAT rewrites, and checksum and
-// segmentation offload helpers.
+// UDP, RST and ICMP unreachable builders, NAT rewrites, and the offload
+// arithmetic (partial checksums, segmentation, UDP coalescing) that a device
+// with a virtio_net_hdr needs.
+//
+// IPVersion and IPLen read the fixed IP header of any bytes for callers that
+// must not decode (a packet captured short, a super-packet); everything else
+// a caller needs from a header comes from Decode's Info or the offload
+// functions, so no other package reads a header at a raw offset.
 //
 // # Buffers
 //

@@ -143,6 +143,16 @@ func seedCorpus() map[string]map[string][]byte {
 		if Decode(pkt, &p) != nil || !p.HasL4 {
 			continue
 		}
+		switch p.Proto {
+		case ProtoTCP:
+			add("FuzzOffload", name, pkt, uint8(p.L4Off), uint8(tcpChecksum), uint16(100))
+		case ProtoUDP:
+			add("FuzzOffload", name, pkt, uint8(p.L4Off), uint8(udpChecksum), uint16(100))
+			// A run of the datagram and a copy of it, and with a shorter
+			// copy (a cut makes the lengths wrong: refused).
+			add("FuzzCoalesceUDP", name, pkt, pkt, uint8(p.L4Off), uint8(udpChecksum))
+			add("FuzzCoalesceUDP", name+"-short", pkt, pkt[:len(pkt)-1], uint8(p.L4Off), uint8(udpChecksum))
+		}
 		seg := pkt[p.L4Off:p.TotalLen]
 		switch p.Proto {
 		case ProtoTCP:
@@ -216,11 +226,21 @@ func checkInfo(t *testing.T, b []byte, p *Info) {
 
 func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The exported views read any bytes; on a packet Decode accepts they
+		// say what it says.
+		v, n := IPVersion(b), IPLen(b)
+		if len(b) > 0 && v != b[0]>>4 || len(b) == 0 && v != 0 || n < 0 || n > IPv6HeaderLen+0xffff ||
+			n != 0 && (v != 4 && v != 6 || v == 4 && len(b) < 20 || v == 6 && len(b) < 40) {
+			t.Fatalf("IPVersion %d, IPLen %d of %d bytes", v, n, len(b))
+		}
 		var p Info
 		if err := Decode(b, &p); err != nil {
 			return
 		}
 		checkInfo(t, b, &p)
+		if v != p.Version || n != p.TotalLen {
+			t.Fatalf("IPVersion %d, IPLen %d; Decode: version %d, total length %d", v, n, p.Version, p.TotalLen)
+		}
 		// The views agree with Decode.
 		switch p.Version {
 		case 4:
@@ -496,6 +516,138 @@ func FuzzRewrite(f *testing.F) {
 			}
 			if qv && !quoteValid(c, &q) {
 				t.Fatalf("rewrite %d broke the quoted IPv4 header checksum", i)
+			}
+		}
+	})
+}
+
+// FuzzOffload: PartialChecksumProto and the partial checksum helpers never
+// panic; a partial checksum PartialChecksumProto accepts is the one of the
+// transport header Decode finds; Hide then Reveal gives the field back; and
+// Segments and Segment never panic, cut the payload whole, and cut a packet
+// Decode accepts into packets it accepts with right checksums.
+func FuzzOffload(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte, start, off uint8, size uint16) {
+		st, of := int(start), int(off)
+		var p Info
+		decoded := Decode(b, &p) == nil
+		proto, ok := PartialChecksumProto(b, st, of)
+		if ok {
+			hl := TCPMinHeaderLen
+			if proto == ProtoUDP {
+				hl = UDPHeaderLen
+			}
+			if proto != ProtoTCP && proto != ProtoUDP || st+hl > len(b) {
+				t.Fatalf("PartialChecksumProto = %d for a header at %d of %d bytes", proto, st, len(b))
+			}
+			if decoded && p.FragOffset == 0 && (p.L4Off != st || p.Proto != proto) {
+				t.Fatalf("PartialChecksumProto: %d at %d; Decode: %d at %d", proto, st, p.Proto, p.L4Off)
+			}
+			c := bytes.Clone(b)
+			if !HidePartialChecksum(c, st, of) || !RevealPartialChecksum(c, st, of) {
+				t.Fatal("Hide or Reveal refused a partial checksum PartialChecksumProto accepts")
+			}
+			if got, was := c[st+of:st+of+2], b[st+of:st+of+2]; !bytes.Equal(got, was) &&
+				(got[0]^was[0] != 0xff || got[1]^was[1] != 0xff) {
+				t.Fatalf("Hide then Reveal turned % x into % x", was, got)
+			}
+		}
+		CompleteChecksum(bytes.Clone(b), st, of)
+
+		dst := make([]byte, 2*65536)
+		for _, proto := range []uint8{ProtoTCP, ProtoUDP} {
+			g := GSO{Proto: proto, L4Off: st, Size: int(size)}
+			n, err := Segments(b, g)
+			if err != nil {
+				continue
+			}
+			whole := decoded && !p.Fragment && p.HasL4 && p.Proto == proto && p.L4Off == st && p.TotalLen == len(b)
+			payload, hdrLen := 0, -1
+			for i := range n {
+				m, err := Segment(dst, b, g, i)
+				if err != nil {
+					t.Fatalf("Segments says %d, segment %d: %v", n, i, err)
+				}
+				seg := dst[:m]
+				h := st + UDPHeaderLen
+				if proto == ProtoTCP {
+					h = st + tcpSegment(seg[st:]).headerLen()
+				}
+				if hdrLen >= 0 && h != hdrLen || m-h > g.Size || i < n-1 && m-h != g.Size {
+					t.Fatalf("segment %d: %d bytes, headers %d", i, m, h)
+				}
+				hdrLen = h
+				payload += m - h
+				if whole {
+					var q Info
+					if err := Decode(seg, &q); err != nil || !ChecksumsValid(seg, &q) {
+						t.Fatalf("segment %d of a whole packet: %v, checksums valid %v", i, err, ChecksumsValid(seg, &q))
+					}
+				}
+			}
+			if payload != len(b)-hdrLen {
+				t.Fatalf("segments carry %d bytes of the %d after the headers", payload, len(b)-hdrLen)
+			}
+		}
+	})
+}
+
+// FuzzCoalesceUDP: UDPCoalescer never panics and never changes a datagram it
+// refuses; the super-packet of a run is whole once its partial checksum is
+// completed, and Segment cuts it back into the datagrams' payloads.
+func FuzzCoalesceUDP(f *testing.F) {
+	f.Fuzz(func(t *testing.T, a, b []byte, start, off uint8) {
+		st, of := int(start), int(off)
+		first := append(make([]byte, 0, len(a)+2*len(b)), a...)
+		bb := bytes.Clone(b)
+		var c UDPCoalescer
+		if !c.Begin(first, st, of) {
+			if c.Len() != 0 || c.Append(bb, st, of) {
+				t.Fatal("Append took a datagram after a refused Begin")
+			}
+			return
+		}
+		var payloads [][]byte
+		payloads = append(payloads, a[st+UDPHeaderLen:])
+		for range 2 {
+			if c.Append(bb, st, of) {
+				payloads = append(payloads, b[st+UDPHeaderLen:])
+			} else if !bytes.Equal(first, a) {
+				t.Fatal("a refused Append changed the run")
+			}
+		}
+		if !bytes.Equal(bb, b) {
+			t.Fatal("Append changed the datagram it read")
+		}
+		if c.Len() != len(payloads) {
+			t.Fatalf("Len %d, %d datagrams taken", c.Len(), len(payloads))
+		}
+		super, g := c.Finish()
+		if len(payloads) < 2 {
+			if !bytes.Equal(super, a) || g != (GSO{}) {
+				t.Fatal("Finish of one datagram changed it")
+			}
+			return
+		}
+		if g.Proto != ProtoUDP || g.L4Off != st || g.Size != len(payloads[0]) || IPLen(super) != len(super) {
+			t.Fatalf("GSO %+v for a super-packet of %d bytes (IP length %d)", g, len(super), IPLen(super))
+		}
+		whole := bytes.Clone(super)
+		RevealPartialChecksum(whole, g.L4Off, g.CsumOffset())
+		CompleteChecksum(whole, g.L4Off, g.CsumOffset())
+		var p Info
+		if err := Decode(whole, &p); err != nil || !p.HasL4 || p.Proto != ProtoUDP || !ChecksumsValid(whole, &p) {
+			t.Fatalf("super-packet: %v, checksums valid %v", err, ChecksumsValid(whole, &p))
+		}
+		n, err := Segments(super, g)
+		if err != nil || n != len(payloads) {
+			t.Fatalf("Segments = %d, %v; want %d", n, err, len(payloads))
+		}
+		dst := make([]byte, 65535)
+		for i := range n {
+			m, err := Segment(dst, super, g, i)
+			if err != nil || !bytes.Equal(dst[st+UDPHeaderLen:m], payloads[i]) {
+				t.Fatalf("segment %d: %v, payload differs", i, err)
 			}
 		}
 	})

@@ -57,10 +57,10 @@ func ipv4HeaderLen(b []byte) (int, error) {
 	if len(b) < IPv4MinHeaderLen {
 		return 0, ErrTruncated
 	}
-	if b[ipv4VersIHL]>>4 != 4 {
+	if IPVersion(b) != 4 {
 		return 0, ErrBadVersion
 	}
-	hl := int(b[ipv4VersIHL]&0x0f) * 4
+	hl := ipv4Packet(b).headerLen()
 	if hl < IPv4MinHeaderLen || hl > len(b) {
 		return 0, ErrBadHeaderLen
 	}
@@ -99,6 +99,9 @@ func (b ipv4Packet) totalLen() int { return int(binary.BigEndian.Uint16(b[ipv4To
 
 // id returns the Identification field.
 func (b ipv4Packet) id() uint16 { return binary.BigEndian.Uint16(b[ipv4ID:]) }
+
+// flagsFrag returns the flags and Fragment Offset, the 16 bits at byte 6.
+func (b ipv4Packet) flagsFrag() uint16 { return binary.BigEndian.Uint16(b[ipv4FlagsFrag:]) }
 
 // dontFragment reports the DF flag.
 func (b ipv4Packet) dontFragment() bool {
@@ -146,6 +149,18 @@ func (b ipv4Packet) checksumValid() bool { return Checksum(b[:b.headerLen()], 0)
 
 // setChecksum sets the Header Checksum field.
 func (b ipv4Packet) setChecksum(c uint16) { binary.BigEndian.PutUint16(b[ipv4Checksum:], c) }
+
+// setTotalLen sets the Total Length field.
+func (b ipv4Packet) setTotalLen(n int) { binary.BigEndian.PutUint16(b[ipv4TotalLen:], uint16(n)) }
+
+// setID sets the Identification field.
+func (b ipv4Packet) setID(id uint16) { binary.BigEndian.PutUint16(b[ipv4ID:], id) }
+
+// fixChecksum computes the header checksum afresh and stores it.
+func (b ipv4Packet) fixChecksum() {
+	b.setChecksum(0)
+	b.setChecksum(Checksum(b[:b.headerLen()], 0))
+}
 
 // putIPv4Header writes a 20-byte IPv4 header without options into b and
 // computes its checksum. b must hold 20 bytes.

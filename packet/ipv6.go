@@ -41,19 +41,23 @@ func parseIPv6(b []byte) (ipv6Packet, error) {
 	if len(b) < IPv6HeaderLen {
 		return nil, ErrTruncated
 	}
-	if b[0]>>4 != 6 {
+	h := ipv6Packet(b)
+	if IPVersion(b) != 6 {
 		return nil, ErrBadVersion
 	}
-	tl := IPv6HeaderLen + int(binary.BigEndian.Uint16(b[ipv6PayloadLen:]))
+	tl := IPv6HeaderLen + h.payloadLen()
 	if tl > len(b) {
 		return nil, ErrBadTotalLen
 	}
-	return ipv6Packet(b[:tl]), nil
+	return h[:tl], nil
 }
 
 // payloadLen returns the Payload Length: bytes after the fixed header,
 // extension headers included.
 func (b ipv6Packet) payloadLen() int { return int(binary.BigEndian.Uint16(b[ipv6PayloadLen:])) }
+
+// setPayloadLen sets the Payload Length field.
+func (b ipv6Packet) setPayloadLen(n int) { binary.BigEndian.PutUint16(b[ipv6PayloadLen:], uint16(n)) }
 
 // nextHeader returns the Next Header field of the fixed header.
 func (b ipv6Packet) nextHeader() uint8 { return b[ipv6NextHeader] }

@@ -44,5 +44,11 @@ func (b udpDatagram) length() int { return int(binary.BigEndian.Uint16(b[udpLeng
 // checksum returns the checksum field; 0 over IPv4 means none was computed.
 func (b udpDatagram) checksum() uint16 { return binary.BigEndian.Uint16(b[udpChecksum:]) }
 
+// setLength sets the Length field.
+func (b udpDatagram) setLength(n int) { binary.BigEndian.PutUint16(b[udpLength:], uint16(n)) }
+
+// setChecksum sets the checksum field.
+func (b udpDatagram) setChecksum(c uint16) { binary.BigEndian.PutUint16(b[udpChecksum:], c) }
+
 // payload returns the datagram data after the header.
 func (b udpDatagram) payload() []byte { return b[UDPHeaderLen:] }

@@ -36,7 +36,6 @@
 package replay
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -308,13 +307,7 @@ func (rp *replayer) packet(rec *record) {
 // to its IP length: the engine needs headers, and a short packet would be malformed.
 func (rp *replayer) pad(ip []byte) []byte {
 	n := copy(rp.scratch[:], ip)
-	want := n
-	if n >= 20 && ip[0]>>4 == 4 {
-		want = int(binary.BigEndian.Uint16(ip[2:4]))
-	} else if n >= 40 && ip[0]>>4 == 6 {
-		want = 40 + int(binary.BigEndian.Uint16(ip[4:6]))
-	}
-	want = min(max(want, n), len(rp.scratch))
+	want := min(max(packet.IPLen(ip), n), len(rp.scratch))
 	clear(rp.scratch[n:want])
 	return rp.scratch[:want]
 }

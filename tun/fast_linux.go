@@ -3,7 +3,6 @@ package tun
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -486,7 +485,7 @@ func classify(h *VirtioNetHdr, pkt []byte) (action, packet.GSO) {
 		if start+off+2 > len(pkt) {
 			return actDrop, packet.GSO{}
 		}
-		if _, ok := partialLayout(pkt, start, off); ok {
+		if _, ok := packet.PartialChecksumProto(pkt, start, off); ok {
 			return actPass, packet.GSO{}
 		}
 		return actComplete, packet.GSO{}
@@ -503,57 +502,19 @@ func classify(h *VirtioNetHdr, pkt []byte) (action, packet.GSO) {
 	default:
 		return actDrop, g
 	}
-	if h.Flags&VirtioNetHdrFNeedsCsum == 0 || len(pkt) == 0 || v != 0 && pkt[0]>>4 != v || !ipLengthIs(pkt) {
+	// The kernel always asks for the checksum of a super-packet; a GSO type
+	// of the other IP version, or an IP length other than the packet's (one
+	// cut short by a small buffer), is never passed on.
+	if h.Flags&VirtioNetHdrFNeedsCsum == 0 || len(pkt) == 0 || v != 0 && packet.IPVersion(pkt) != v || packet.IPLen(pkt) != len(pkt) {
 		return actDrop, g
 	}
 	if n, err := packet.Segments(pkt, g); err != nil || n < 1 {
 		return actDrop, g
 	}
-	if proto, ok := partialLayout(pkt, start, off); !ok || proto != g.Proto || h.GSOType&VirtioNetHdrGSOECN != 0 {
+	if proto, ok := packet.PartialChecksumProto(pkt, start, off); !ok || proto != g.Proto || h.GSOType&VirtioNetHdrGSOECN != 0 {
 		return actSegment, g
 	}
 	return actPass, g
-}
-
-// partialLayout reports whether the partial checksum at start+off is the
-// checksum of a TCP or UDP header right after a plain IPv4 header or an IPv6
-// header without extension headers, and which protocol: the layout the
-// engine's NAT rewrites (and HidePartialChecksum) are exact for.
-func partialLayout(pkt []byte, start, off int) (uint8, bool) {
-	var proto uint8
-	switch {
-	case len(pkt) >= packet.IPv4MinHeaderLen && pkt[0]>>4 == 4:
-		if int(pkt[0]&0x0f)*4 != start {
-			return 0, false
-		}
-		proto = pkt[9]
-	case len(pkt) >= packet.IPv6HeaderLen && pkt[0]>>4 == 6:
-		if start != packet.IPv6HeaderLen {
-			return 0, false
-		}
-		proto = pkt[6]
-	default:
-		return 0, false
-	}
-	switch {
-	case proto == packet.ProtoTCP && off == 16 && start+packet.TCPMinHeaderLen <= len(pkt):
-	case proto == packet.ProtoUDP && off == 6 && start+packet.UDPHeaderLen <= len(pkt):
-	default:
-		return 0, false
-	}
-	return proto, true
-}
-
-// ipLengthIs reports whether the IP header's length is the packet's: a
-// super-packet cut short by a small buffer is never passed on.
-func ipLengthIs(pkt []byte) bool {
-	switch pkt[0] >> 4 {
-	case 4:
-		return len(pkt) >= packet.IPv4MinHeaderLen && int(pkt[2])<<8|int(pkt[3]) == len(pkt)
-	case 6:
-		return len(pkt) >= packet.IPv6HeaderLen && packet.IPv6HeaderLen+(int(pkt[4])<<8|int(pkt[5])) == len(pkt)
-	}
-	return false
 }
 
 // Write writes the packets in order; see FastDevice for what offset changes.
@@ -609,126 +570,55 @@ func (d *FastDevice) writeAll(fd uintptr) {
 	}
 }
 
-// maxCoalesce bounds the datagrams of one USO super-packet (the kernel's
-// UDP_MAX_SEGMENTS is 128).
-const maxCoalesce = 64
-
 // coalesceUDP looks at bufs[i:] for a run of UDP datagrams that may leave as
-// one USO super-packet, like the kernel's own UDP GRO: same flow and IP header
-// fields, each read with a partial checksum (so no checksum of the sender's is
-// lost), not fragments (IPv4 DF set: the IP ID of an atomic datagram means
-// nothing, RFC 6864), of one payload size but for a shorter last one, 65535
-// bytes in all. It appends the payloads of the run to the first buffer,
-// within its capacity, fixes its lengths, IPv4 header checksum, partial
-// checksum and virtio_net_hdr, and returns it with the index after the run.
-// Without a run it returns bufs[i] and i+1.
+// one USO super-packet, like the kernel's own UDP GRO: datagrams of one flow
+// that the kernel handed over with a partial checksum and nothing else to
+// offload, which packet.UDPCoalescer accepts (it holds the rules). It appends
+// the payloads of the run to the first buffer, within its capacity, makes it
+// the super-packet, writes its virtio_net_hdr, and returns it with the index
+// after the run. Without a run it returns bufs[i] and i+1.
 func (d *FastDevice) coalesceUDP(bufs [][]byte, i, offset int) ([]byte, int) {
 	first := bufs[i]
-	l4, size, ok := uso(first, offset)
-	if !ok || i+1 == len(bufs) {
+	if i+1 == len(bufs) {
 		return first, i + 1
 	}
-	p0 := first[offset:]
-	hdrLen := l4 + packet.UDPHeaderLen
-	total := len(p0)
+	var c packet.UDPCoalescer
+	if start, off, ok := partialOnly(first, offset); !ok || !c.Begin(first[offset:], start, off) {
+		return first, i + 1
+	}
 	j := i + 1
-	for ; j < len(bufs) && j-i < maxCoalesce; j++ {
-		p := bufs[j][offset:]
-		l4j, sizej, ok := uso(bufs[j], offset)
-		if !ok || l4j != l4 || sizej > size || total+sizej > maxPacket || offset+total+sizej > cap(first) ||
-			!sameFlowUDP(p0, p, l4) {
-			break
-		}
-		total += sizej
-		if sizej < size {
-			j++
+	for ; j < len(bufs); j++ {
+		if start, off, ok := partialOnly(bufs[j], offset); !ok || !c.Append(bufs[j][offset:], start, off) {
 			break
 		}
 	}
-	if j == i+1 {
+	n := c.Len()
+	if n < 2 {
 		return first, i + 1
 	}
-	out := first[:offset+total]
-	at := offset + len(p0)
-	for k := i + 1; k < j; k++ {
-		at += copy(out[at:], bufs[k][offset+hdrLen:])
-	}
-	pkt := out[offset:]
-	if pkt[0]>>4 == 4 {
-		pkt[2], pkt[3] = byte(total>>8), byte(total)
-		pkt[10], pkt[11] = 0, 0
-		c := packet.Checksum(pkt[:l4], 0)
-		pkt[10], pkt[11] = byte(c>>8), byte(c)
-	} else {
-		n := total - packet.IPv6HeaderLen
-		pkt[4], pkt[5] = byte(n>>8), byte(n)
-	}
-	udpLen := total - l4
-	pkt[l4+4], pkt[l4+5] = byte(udpLen>>8), byte(udpLen)
-	// The partial checksum of the whole, in the hidden form writeOne reveals.
-	src, dst := ipAddrs(pkt)
-	ps := packet.PseudoHeaderSum(src, dst, packet.ProtoUDP, udpLen)
-	ps = ps&0xffff + ps>>16
-	ps = ps&0xffff + ps>>16
-	pkt[l4+6], pkt[l4+7] = byte(ps>>8), byte(ps)
-	packet.HidePartialChecksum(pkt, l4, 6)
+	pkt, g := c.Finish()
 	h := VirtioNetHdr{
 		Flags: VirtioNetHdrFNeedsCsum, GSOType: VirtioNetHdrGSOUDPL4,
-		HdrLen: uint16(hdrLen), GSOSize: uint16(size), CsumStart: uint16(l4), CsumOffset: 6,
+		HdrLen: uint16(g.L4Off + packet.UDPHeaderLen), GSOSize: uint16(g.Size),
+		CsumStart: uint16(g.L4Off), CsumOffset: uint16(g.CsumOffset()),
 	}
+	out := first[:offset+len(pkt)]
 	h.Encode(out[offset-VirtioNetHdrLen:])
-	d.stats.coalesced.Add(uint64(j - i))
+	d.stats.coalesced.Add(uint64(n))
 	d.stats.usoWrites.Add(1)
 	return out, j
 }
 
-// uso reports whether the packet at b[offset:] may join a USO super-packet:
-// a UDP datagram read with exactly a partial checksum (no GSO), after a plain
-// IPv4 header with DF and no fragment fields or an IPv6 header, with a
-// payload. It returns the UDP header's offset and the payload size.
-func uso(b []byte, offset int) (l4, size int, ok bool) {
-	hb := b[offset-VirtioNetHdrLen:]
-	if hb[0] != VirtioNetHdrFNeedsCsum || hb[1] != VirtioNetHdrGSONone {
-		return 0, 0, false
-	}
+// partialOnly reports whether the virtio_net_hdr in the Headroom before
+// b[offset:] asks for a partial checksum and no segmentation, and where that
+// checksum lies.
+func partialOnly(b []byte, offset int) (start, off int, ok bool) {
 	var h VirtioNetHdr
-	h.Decode(hb)
-	pkt := b[offset:]
-	proto, ok := partialLayout(pkt, int(h.CsumStart), int(h.CsumOffset))
-	if !ok || proto != packet.ProtoUDP {
+	if h.Decode(b[offset-VirtioNetHdrLen:]) != nil {
 		return 0, 0, false
 	}
-	l4 = int(h.CsumStart)
-	if pkt[0]>>4 == 4 && (pkt[6] != 0x40 || pkt[7] != 0) {
-		return 0, 0, false // not DF alone: a fragment, or an ID that may matter
-	}
-	if !ipLengthIs(pkt) || int(pkt[l4+4])<<8|int(pkt[l4+5]) != len(pkt)-l4 {
-		return 0, 0, false
-	}
-	size = len(pkt) - l4 - packet.UDPHeaderLen
-	return l4, size, size > 0
-}
-
-// sameFlowUDP reports whether datagrams a and b (same header layout) share
-// every header field but lengths, IDs and checksums: version, traffic class,
-// flow label, TTL or hop limit, protocol, addresses and ports.
-func sameFlowUDP(a, b []byte, l4 int) bool {
-	if a[0] != b[0] {
-		return false
-	}
-	if a[0]>>4 == 4 {
-		return a[1] == b[1] && string(a[6:10]) == string(b[6:10]) && string(a[12:20]) == string(b[12:20]) &&
-			string(a[l4:l4+4]) == string(b[l4:l4+4])
-	}
-	return string(a[1:4]) == string(b[1:4]) && string(a[6:40]) == string(b[6:40]) && string(a[l4:l4+4]) == string(b[l4:l4+4])
-}
-
-// ipAddrs reads the addresses of an IPv4 or IPv6 header.
-func ipAddrs(pkt []byte) (src, dst netip.Addr) {
-	if pkt[0]>>4 == 4 {
-		return netip.AddrFrom4([4]byte(pkt[12:16])), netip.AddrFrom4([4]byte(pkt[16:20]))
-	}
-	return netip.AddrFrom16([16]byte(pkt[8:24])), netip.AddrFrom16([16]byte(pkt[24:40]))
+	ok = h.Flags == VirtioNetHdrFNeedsCsum && h.GSOType == VirtioNetHdrGSONone
+	return int(h.CsumStart), int(h.CsumOffset), ok
 }
 
 func (d *FastDevice) writeOne(fd int, b []byte, offset int) error {
