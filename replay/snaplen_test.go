@@ -11,7 +11,7 @@ import (
 
 // snapped writes the capture as a raw-IP pcap whose records keep at most snap
 // bytes of each packet, as tcpdump -s does.
-func (c *capture) snapped(snap int) []byte {
+func (c *testCapture) snapped(snap int) []byte {
 	c.t.Helper()
 	var buf bytes.Buffer
 	w := pcapgo.NewWriterNanos(&buf)
@@ -38,7 +38,7 @@ func TestReplaySnapLength(t *testing.T) {
 	n6 := a.send(500*s, true, "again")
 	for _, tc := range []struct {
 		name   string
-		c      *capture
+		c      *testCapture
 		snap   int // cuts every data segment inside its payload
 		packet int // where flow 1 is reset
 	}{
