@@ -199,7 +199,7 @@ func appItems(a *Advice, t time.Duration, k Keepalive) []AdviceItem {
 		Protects:  "this client's connections, pooled ones included",
 		OtherSide: "the server's kernel answers the probes; nothing to set there (or set the server's tcp-keepalive instead)",
 		Note: "socket_keepalive=True alone is useless behind this box: without socket_keepalive_options it runs on the namespace's sysctls, 7200s by default; " +
-			"a connection the box reset fails with ConnectionError (Error 104 ... Connection reset by peer)",
+			"a connection the box reset fails with ConnectionError(\"Error while reading from HOST:6379 : (104, 'Connection reset by peer')\")",
 	})
 	add(AdviceItem{
 		ID: "go-redis", App: "Redis", Tool: "go-redis v9", Side: EndClient,
@@ -253,7 +253,7 @@ session.mount("https://", KeepaliveAdapter())`, I, V, C, U),
 		Note: "requests (2.28) sets no keepalive and does not retry a request whose pooled connection the box reset, GET or POST: it raises ConnectionError " +
 			"(\"Connection aborted.\", ConnectionResetError(104, ...)); through a black hole it hangs. urllib3's PoolManager takes the same socket_options",
 	})
-	curlN := curlKeepalive(t, k)
+	curlN := halfBelow(t, k)
 	add(AdviceItem{
 		ID: "curl", App: "HTTP clients", Tool: "curl", Side: EndClient,
 		Where:     "the command line",
@@ -304,6 +304,7 @@ session.mount("https://", KeepaliveAdapter())`, I, V, C, U),
 	})
 
 	// OpenSSH.
+	sshdN := halfBelow(t, k)
 	add(AdviceItem{
 		ID: "ssh-client", App: "OpenSSH", Tool: "ssh client (ssh_config)", Side: EndClient,
 		Where:  "~/.ssh/config under Host * (or the host), or ssh -o ServerAliveInterval=...",
@@ -319,11 +320,12 @@ session.mount("https://", KeepaliveAdapter())`, I, V, C, U),
 	add(AdviceItem{
 		ID: "sshd", App: "OpenSSH", Tool: "sshd (sshd_config)", Side: EndServer,
 		Where:     "sshd_config, then reload sshd",
-		Config:    fmt.Sprintf("ClientAliveInterval %d\nClientAliveCountMax %d", I, C),
+		Config:    fmt.Sprintf("ClientAliveInterval %d\nClientAliveCountMax %d", sshdN, C),
 		Works:     true,
-		Protects:  fmt.Sprintf("every session, from the server end, whatever the clients set: a request after %ds without data from the client", I),
+		Protects:  fmt.Sprintf("every session, from the server end, whatever the clients set: a request after %ds without data from the client", 2*sshdN),
 		OtherSide: "ssh clients answer by themselves; nothing to set there",
-		Note:      fmt.Sprintf("sshd ends a session after %d unanswered requests; TCPKeepAlive yes only switches on the kernel's timers", C),
+		Note: fmt.Sprintf("sshd (9.2) sends its first request only after twice ClientAliveInterval of silence (it compares whole seconds strictly), "+
+			"so the interval is below half the box's %s; it ends a session after %d unanswered requests; TCPKeepAlive yes only switches on the kernel's timers", T, C),
 	})
 
 	// gRPC.
@@ -359,10 +361,11 @@ session.mount("https://", KeepaliveAdapter())`, I, V, C, U),
 	return items
 }
 
-// curlKeepalive is the curl --keepalive-time for timeout t: curl sets idle and interval
-// both to it, so twice it must stay below t (a lost probe is retried in time); at most
-// the advice's idle.
-func curlKeepalive(t time.Duration, k Keepalive) int64 {
+// halfBelow is the largest whole second N with 2N < t, at most the advice's idle: for
+// knobs whose effect comes at twice their value (curl --keepalive-time sets idle and
+// interval both, so a lost probe is retried at 2N; sshd 9.2 sends its first
+// ClientAlive request after 2N).
+func halfBelow(t time.Duration, k Keepalive) int64 {
 	n := (t - 1) / (2 * time.Second) // largest whole N with 2N < t
 	return max(min(int64(n), secs(k.Idle)), 1)
 }

@@ -146,7 +146,8 @@ func TestAdviseOneComputation(t *testing.T) {
 					"redis-py":          {fmt.Sprintf("socket.TCP_KEEPIDLE: %d, socket.TCP_KEEPINTVL: %d, socket.TCP_KEEPCNT: %d, socket.TCP_USER_TIMEOUT: %d}", I, V, C, U)},
 					"python-requests":   {fmt.Sprintf("TCP_KEEPIDLE, %d)", I), fmt.Sprintf("TCP_KEEPINTVL, %d)", V), fmt.Sprintf("TCP_KEEPCNT, %d)", C), fmt.Sprintf("TCP_USER_TIMEOUT, %d)", U)},
 					"ssh-client":        {fmt.Sprintf("ServerAliveInterval %d\nServerAliveCountMax %d", I, C)},
-					"sshd":              {fmt.Sprintf("ClientAliveInterval %d\nClientAliveCountMax %d", I, C)},
+					"sshd":              {fmt.Sprintf("ClientAliveInterval %d\nClientAliveCountMax %d", halfBelow(a.Timeout, k), C)},
+					"curl":              {fmt.Sprintf("--keepalive-time %d", halfBelow(a.Timeout, k))},
 					"redis-server":      {fmt.Sprintf("tcp-keepalive %d", I)},
 					"nginx-server":      {fmt.Sprintf("so_keepalive=%d:%d:%d;", I, V, C)},
 					"nginx-upstream":    {fmt.Sprintf("keepalive_timeout %ds;", I)},
@@ -186,9 +187,9 @@ func TestAdviseKnobRules(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		n := curlKeepalive(d, k)
+		n := halfBelow(d, k)
 		if n < 1 || time.Duration(2*n)*time.Second >= d {
-			t.Fatalf("T=%v: curl --keepalive-time %d: a retried probe comes after the timeout", d, n)
+			t.Fatalf("T=%v: curl --keepalive-time / ClientAliveInterval %d: twice it is not below the timeout", d, n)
 		}
 		redisN := k.Idle
 		if redisN+max(redisN/3, time.Second) >= d {
