@@ -15,6 +15,7 @@ fi
 #   postgresql      PostgreSQL server and psql, redis-server (with redis-cli), python3-requests,
 #   python3-psycopg2, python3-redis: the real applications `idlegate advise` is checked
 #                   against (cmd/idlegate/advise_apps_test.go); /usr/bin/python3 imports them
+#   haproxy         haproxy -c checks the HAProxy lines `idlegate advise` prints
 want=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || want+=("$2"); }
 need ip iproute2
@@ -31,6 +32,7 @@ need psql postgresql
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || want+=(postgresql)
 need redis-server redis-server
 need redis-cli redis-server
+need haproxy haproxy
 # Python modules for Debian's own interpreter (a pyenv or venv python3 earlier in PATH
 # does not see them).
 pymod() { /usr/bin/python3 -c "import $1" >/dev/null 2>&1 || want+=("$2"); }
