@@ -78,8 +78,12 @@ func (k Keepalive) MarshalJSON() ([]byte, error) {
 }
 
 func (k Keepalive) String() string {
-	return fmt.Sprintf("idle %s, interval %s, %d probes (dead after %s; TCP_USER_TIMEOUT %d ms)",
-		formatDuration(k.Idle), formatDuration(k.Interval), k.Count, formatDuration(k.DeadAfter()), k.UserTimeout().Milliseconds())
+	probes := "probes"
+	if k.Count == 1 {
+		probes = "probe"
+	}
+	return fmt.Sprintf("idle %s, interval %s, %d %s (dead after %s; TCP_USER_TIMEOUT %d ms)",
+		formatDuration(k.Idle), formatDuration(k.Interval), k.Count, probes, formatDuration(k.DeadAfter()), k.UserTimeout().Milliseconds())
 }
 
 // KeepaliveFor applies the margin rule to an idle timeout t. It fails, with a sentence
