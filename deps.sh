@@ -12,6 +12,10 @@ fi
 #   socat           the udp-timeout scenario's push servers and clients
 #   iperf3, nftables  make bench: load generator and the kernel reference router's conntrack rule
 #   iputils-ping    ping, as the README and `lab up` suggest for a first try
+#   postgresql      PostgreSQL server and psql, redis-server (with redis-cli), python3-requests,
+#   python3-psycopg2, python3-redis: the real applications `idlegate advise` is checked
+#                   against (cmd/idlegate/advise_apps_test.go); /usr/bin/python3 imports them
+#   haproxy         haproxy -c checks the HAProxy lines `idlegate advise` prints
 want=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || want+=("$2"); }
 need ip iproute2
@@ -24,6 +28,21 @@ need socat socat
 need iperf3 iperf3
 need nft nftables
 need ping iputils-ping
+need psql postgresql
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || want+=(postgresql)
+need redis-server redis-server
+need redis-cli redis-server
+need haproxy haproxy
+# Python modules for Debian's own interpreter (a pyenv or venv python3 earlier in PATH
+# does not see them).
+pymod() { /usr/bin/python3 -c "import $1" >/dev/null 2>&1 || want+=("$2"); }
+if [ -x /usr/bin/python3 ]; then
+	pymod requests python3-requests
+	pymod psycopg2 python3-psycopg2
+	pymod redis python3-redis
+else
+	want+=(python3 python3-requests python3-psycopg2 python3-redis)
+fi
 if [ ${#want[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "deps: missing ${want[*]}; run as root to install them with apt-get" >&2
@@ -32,9 +51,10 @@ if [ ${#want[@]} -gt 0 ]; then
 	mapfile -t want < <(printf '%s\n' "${want[@]}" | sort -u)
 	echo "deps: installing ${want[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	# The scenarios start sshd and nginx themselves, inside lab namespaces: keep the
-	# packages' own services from starting in the root namespace (Debian's policy-rc.d
-	# convention), unless the machine already has a policy of its own.
+	# The scenarios and tests start sshd, nginx, PostgreSQL and Redis themselves, inside
+	# lab namespaces with data of their own: keep the packages' own services from starting
+	# in the root namespace (Debian's policy-rc.d convention), unless the machine already
+	# has a policy of its own.
 	rcd=/usr/sbin/policy-rc.d
 	ours=false
 	if [ ! -e "$rcd" ]; then
@@ -43,6 +63,6 @@ if [ ${#want[@]} -gt 0 ]; then
 		ours=true
 	fi
 	trap '[ "$ours" = true ] && rm -f "$rcd"' EXIT
-	apt-get update -qq >/dev/null
-	apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+	apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+	apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${want[@]}" >/dev/null
 fi

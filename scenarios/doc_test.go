@@ -115,6 +115,36 @@ every stateful box keeps an entry as long: time-wait), **LRU eviction** (a full 
 sacrifices the least recently used entry, the idle long-lived one: table-full-lru), **NAT
 mappings** (nat-remap, udp-timeout), and a box's reboot (gateway-reboot).
 
+## What the real tools print, and the advice that cures them
+
+The same idle connection dies two ways. A box that answers a forgotten flow with a RST
+(orphan: reset; the AWS NAT gateway) makes the next request fail at once; a box that drops
+it silently (orphan: drop; most firewalls, Azure LB) is a black hole: the request hangs with
+nothing printed until the kernel stops retransmitting, about 15 minutes (tcp_retries2=15),
+unless the client set TCP_USER_TIMEOUT. What unmodified Debian 12 tools print, checked by
+cmd/idlegate's TestAdviceApps at box timeouts of 3, 5 and 8 s:
+
+| tool | RST (orphan: reset) | black hole (orphan: drop) |
+|---|---|---|
+| psql 15 | "server closed the connection unexpectedly ... connection to server was lost", exit 2 | hangs; with the advice's tcp_user_timeout (7000 for an 8 s box) it ends after 7.4 s: "could not receive data from server: Connection timed out" |
+| psycopg2 2.9 | OperationalError('server closed the connection unexpectedly ...') | hangs |
+| ssh 9.2 | "client_loop: send disconnect: Broken pipe", exit 255 | hangs, nothing printed |
+| redis-cli 7.0 | "Error: Connection reset by peer" | hangs |
+| redis-py 4.3 | ConnectionError("Error while reading from HOST:6379 : (104, 'Connection reset by peer')"), also with socket_keepalive=True alone | hangs |
+| requests 2.28 | ConnectionError(ProtocolError('Connection aborted.', ConnectionResetError(104, ...))); no method is retried | hangs |
+| curl 7.88 | nothing: it retries on a new connection ("Connection died, retrying a fresh connect", only with -v) and exits 0, GET and POST alike | hangs |
+| nginx 1.22 as a proxy | nothing for the client (200): it retries on a new upstream connection and logs "recv() failed (104: Connection reset by peer) while reading response header from upstream" | 504 after proxy_read_timeout |
+
+A hidden retry is how such bugs stay hidden: curl and nginx mask the reset flavour, so an
+application that works from the command line fails in production where the client is
+requests, psql or a pool, or where the box drops instead of resetting.
+
+` + "`idlegate advise`" + ` prints the cure for both ends of each of them (and for Go, gRPC, HikariCP,
+Jedis, go-redis, HAProxy, the Linux sysctls and socket options), for a profile, a policy, or
+a running lab (` + "`idlegate advise --name LAB`" + `); its JSON carries the same lines, and
+TestAdviceApps pastes them into each real application and shows the connection surviving
+three timeouts idle, with reset and with drop.
+
 ## Reading a run
 
 Every run prints a timeline in three columns, with times in seconds since the story started:
@@ -212,5 +242,6 @@ process group of their own; at the end every one still running gets SIGTERM, the
 and whatever is left in the lab's namespaces is killed before they are removed.
 
 Real software in the playbook comes from Debian packages that ` + "`deps.sh`" + ` installs: OpenSSH
-(openssh-server, openssh-client), nginx, curl and socat.
+(openssh-server, openssh-client), nginx, curl and socat; the advice is checked against
+PostgreSQL, Redis, python3-requests, python3-psycopg2 and python3-redis as well.
 `

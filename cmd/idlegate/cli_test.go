@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"hash/fnv"
 	"net"
@@ -65,6 +66,15 @@ func buildAndRun(m *testing.M) int {
 	if err := build.Run(); err != nil {
 		fmt.Fprintf(os.Stderr, "build idlegate: %v\n", err)
 		return 1
+	}
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		// TestAdviceApps's cases idle for seconds in labs of their own and use little
+		// CPU: run them all at once instead of GOMAXPROCS at a time (-parallel N still
+		// overrides this).
+		flag.Set("test.parallel", strconv.Itoa(appsParallel))
 	}
 	return m.Run()
 }

@@ -141,25 +141,3 @@ func TestProfileNATMatchesLab(t *testing.T) {
 		t.Fatalf("profiles NAT to %v, the lab's outside addresses are %v and %v", got, lab.NATAddr4, lab.NATAddr6)
 	}
 }
-
-func TestAdvise(t *testing.T) {
-	out, _ := wantCode(t, 0, "advise", "--profile", "aws-alb")
-	for _, want := range []string{"ESTABLISHED idle timeout 60s", "warning: this box ignores TCP keepalive probes",
-		"application data", "Linux sysctl  [cannot help here]", "ServerAliveInterval 30", "keepaliveTime=30000", "margin rule"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("advise aws-alb lacks %q:\n%s", want, out)
-		}
-	}
-	out, _ = wantCode(t, 0, "advise", "--profile", "aws-nat-gateway", "-o", "json")
-	var a map[string]any
-	if err := json.Unmarshal([]byte(out), &a); err != nil || a["idle_s"] != 175.0 || a["interval_s"] != 43.0 || a["count"] != 3.0 ||
-		a["timeout_s"] != 350.0 || a["profile"] != "aws-nat-gateway" {
-		t.Fatalf("json %v %v", err, a)
-	}
-	out, _ = wantCode(t, 0, "advise", "--profile", "aws-nat-gateway", "--time-scale", "0.01")
-	if !strings.Contains(out, "3.5s (real 350s)") || !strings.Contains(out, "net.ipv4.tcp_keepalive_time = 1") {
-		t.Errorf("scaled advice:\n%s", out)
-	}
-	_, errs := wantCode(t, exitUsage, "advise")
-	oneSentence(t, errs, "--profile")
-}
