@@ -24,7 +24,9 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{"unknown kind", "ftp-client", nil, "unknown agent kind"},
 		{"missing listen", "tcp-echo-server", nil, "--listen is required"},
-		{"unknown flag", "tcp-client", []string{"--connect", "127.0.0.1:1", "--keepalive", "1s"}, "not defined: -keepalive"},
+		{"unknown flag", "tcp-client", []string{"--connect", "127.0.0.1:1", "--keepalive-time", "1s"}, "not defined: -keepalive-time"},
+		{"keepalive is a switch", "tcp-client", []string{"--connect", "127.0.0.1:1", "--keepalive", "1s"}, `unexpected argument "1s"`},
+		{"keepalive below a second", "tcp-echo-server", []string{"--listen", "127.0.0.1:0", "--keepalive-idle", "500ms"}, "below the option's unit, 1s"},
 		{"extra argument", "udp-server", []string{"--listen", "127.0.0.1:0", "extra"}, `unexpected argument "extra"`},
 		{"bad pattern op", "tcp-client", []string{"--connect", "127.0.0.1:1", "--pattern", "send:a,sleep:1s"}, `unknown op "sleep"`},
 		{"bad pattern duration", "tcp-client", []string{"--connect", "127.0.0.1:1", "--pattern", "idle:soon"}, "not a duration"},

@@ -11,18 +11,22 @@ import (
 	"time"
 )
 
-// TCPEchoServer is `tcp-echo-server --listen ADDR:PORT [--idle-close D]`: it echoes every byte
-// it receives; with --idle-close it closes a connection that sent nothing for D itself, as a
-// server keepalive_timeout does. It stops when ctx is cancelled.
+// TCPEchoServer is `tcp-echo-server --listen ADDR:PORT [--idle-close D] [--keepalive ...]`: it
+// echoes every byte it receives; with --idle-close it closes a connection that sent nothing for
+// D itself, as a server keepalive_timeout does. Accepted connections have TCP keepalive only
+// with the keepalive flags (keepaliveOpts). It stops when ctx is cancelled.
 //
-// Events: listening (detail: the bound address), accept, recv (n bytes, echoed), error,
-// close (detail "eof", "server idle timeout", "error ERRNO" or "shutdown").
+// Events: listening (detail: the bound address), accept, keepalive (with keepalive flags),
+// recv (n bytes, echoed), error, close (detail "eof", "server idle timeout", "error ERRNO" or
+// "shutdown").
 func TCPEchoServer(ctx context.Context, args []string, out io.Writer) error {
 	f := newFlags("tcp-echo-server")
 	var listen string
 	var idleClose time.Duration
+	var ka keepaliveOpts
 	f.StringVar(&listen, "listen", "", "ADDR:PORT to listen on (required)")
 	f.DurationVar(&idleClose, "idle-close", 0, "close a connection idle for this long (0: never)")
+	ka.register(f, "accepts")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -32,18 +36,22 @@ func TCPEchoServer(ctx context.Context, args []string, out io.Writer) error {
 	if err := f.nonNegative(map[string]time.Duration{"idle-close": idleClose}); err != nil {
 		return err
 	}
+	if err := ka.check(f); err != nil {
+		return err
+	}
 	em := f.emitter(out)
-	ln, err := listenTCP(ctx, em, listen)
+	ln, err := listenTCP(ctx, em, listen, &ka)
 	if err != nil {
 		return err
 	}
-	srv := &connServer{em: em}
+	srv := &connServer{em: em, ka: &ka}
 	return srv.serve(ctx, ln, func(id string, c net.Conn) string { return echo(em, id, c, idleClose, srv.stopping) })
 }
 
 // listenTCP listens and emits `listening`, or emits the error and returns it (exit 1).
-func listenTCP(ctx context.Context, em *Emitter, addr string) (net.Listener, error) {
-	var lc net.ListenConfig
+// Accepted connections have the keepalive ka asks for, and none without flags.
+func listenTCP(ctx context.Context, em *Emitter, addr string, ka *keepaliveOpts) (net.Listener, error) {
+	lc := ka.listenConfig()
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		em.Emit(Event{Event: EvError, Op: "listen", Err: Errno(err), Detail: err.Error()})
@@ -57,6 +65,7 @@ func listenTCP(ctx context.Context, em *Emitter, addr string) (net.Listener, err
 // cancelled, then closes the listener and every connection and waits for the handlers.
 type connServer struct {
 	em *Emitter
+	ka *keepaliveOpts // the accepted connections' keepalive, reported when on
 
 	mu    sync.Mutex // guards conns and done
 	conns map[net.Conn]bool
@@ -113,6 +122,7 @@ func (s *connServer) serve(ctx context.Context, ln net.Listener, handle func(id 
 		s.conns[c] = true
 		s.mu.Unlock()
 		s.em.Emit(Event{Conn: id, Event: EvAccept, Detail: c.RemoteAddr().String()})
+		s.ka.report(s.em, id, c)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
