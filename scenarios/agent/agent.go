@@ -43,6 +43,8 @@ var Kinds = map[string]Func{
 	"udp-client":      UDPClient,
 	"churn":           Churn,
 	"proxy":           Proxy,
+	"grpc-server":     GRPCServer,
+	"grpc-client":     GRPCClient,
 }
 
 // KindNames returns the agent kinds, sorted.
