@@ -57,7 +57,8 @@ var playbookOrder = []string{
 	"dead-peer", "http-pool-stale", "table-full-lru", "nat-remap", "upstream-pool-thrash",
 	"time-wait", "gateway-reboot", "udp-timeout", "refresh-needs-data", "reset-both-on-expire",
 	"per-client-limit", "keepalive-false-alarm", "keepalive-fills-table", "ssh-idle-session",
-	"nginx-upstream-stale",
+	"nginx-upstream-stale", "grpc-too-many-pings", "slow-answer", "half-close-forgotten",
+	"user-timeout-vs-keepalive", "netns-sysctl", "keepalive-stops-at-proxy", "server-dead-sessions",
 }
 
 func rank(name string) int {

@@ -138,11 +138,11 @@ func TestVariantErrors(t *testing.T) {
 // waits for its application: the ones a keepalive (Go's default one included) refreshes.
 func idleTimeouts(s *Scenario) map[string]time.Duration {
 	t := s.Policy().Timeouts
-	m := map[string]time.Duration{
-		"tcp.established": time.Duration(t.TCP.Established), "tcp.fin_wait": time.Duration(t.TCP.FinWait),
-		"tcp.close_wait": time.Duration(t.TCP.CloseWait),
-	}
+	m := map[string]time.Duration{"tcp.established": time.Duration(t.TCP.Established)}
 	for _, p := range s.Processes {
+		if strings.Contains(strings.Join(p.Args, " "), "shut:") { // half-closed connections
+			m["tcp.fin_wait"], m["tcp.close_wait"] = time.Duration(t.TCP.FinWait), time.Duration(t.TCP.CloseWait)
+		}
 		if strings.HasPrefix(p.Agent, "udp-") || (p.Command != nil && strings.Contains(p.Command.String(), "UDP")) {
 			m["udp"], m["udp_stream"] = time.Duration(t.UDP), time.Duration(t.UDPStream)
 		}
@@ -151,7 +151,8 @@ func idleTimeouts(s *Scenario) map[string]time.Duration {
 }
 
 // longestQuiet is the longest idle or hold period of a story: its idle steps and its
-// agents' idle:D and hold:D pattern steps and --interval between requests.
+// agents' idle:D and hold:D pattern steps, --interval between requests and a server's
+// --delay before it answers.
 func longestQuiet(s *Scenario) time.Duration {
 	var m time.Duration
 	for _, st := range s.Steps {
@@ -161,7 +162,7 @@ func longestQuiet(s *Scenario) time.Duration {
 	}
 	for _, p := range s.Processes {
 		for i, a := range p.Args {
-			if i > 0 && p.Args[i-1] == "--interval" {
+			if i > 0 && (p.Args[i-1] == "--interval" || p.Args[i-1] == "--delay") {
 				if d, err := time.ParseDuration(a); err == nil {
 					m = max(m, d)
 				}

@@ -30,6 +30,7 @@ func TestUsageErrors(t *testing.T) {
 		{"extra argument", "udp-server", []string{"--listen", "127.0.0.1:0", "extra"}, `unexpected argument "extra"`},
 		{"bad pattern op", "tcp-client", []string{"--connect", "127.0.0.1:1", "--pattern", "send:a,sleep:1s"}, `unknown op "sleep"`},
 		{"bad pattern duration", "tcp-client", []string{"--connect", "127.0.0.1:1", "--pattern", "idle:soon"}, "not a duration"},
+		{"shut read", "tcp-client", []string{"--connect", "127.0.0.1:1", "--pattern", "shut:read"}, "only the sending half"},
 		{"hold for udp", "udp-client", []string{"--connect", "127.0.0.1:1", "--pattern", "hold:1s"}, `unknown op "hold"`},
 		{"zero conns", "tcp-client", []string{"--connect", "127.0.0.1:1", "--conns", "0"}, "--conns 0"},
 		{"negative duration", "tcp-client", []string{"--connect", "127.0.0.1:1", "--hang-after", "-1s"}, "--hang-after -1s is negative"},

@@ -31,7 +31,7 @@ type docEvent struct {
 }
 
 var (
-	docEvents   = []string{"listening", "accept", "connect", "send", "recv", "idle", "keepalive", "heartbeat", "heartbeat-miss", "request", "dial", "reuse", "close", "error", "result"}
+	docEvents   = []string{"listening", "accept", "connect", "send", "recv", "idle", "keepalive", "heartbeat", "heartbeat-miss", "request", "dial", "reuse", "close", "shutdown", "error", "result"}
 	docOps      = []string{"dial", "read", "write", "accept", "listen", "heartbeat", "call"}
 	docOutcomes = []string{"survived", "reset", "timed-out", "dead", "hung", "refused", "closed", "error"}
 	// RFC 3339 with nine digits of nanoseconds, in UTC.

@@ -7,7 +7,7 @@ import (
 )
 
 // textOps are the pattern ops whose argument is text, never a duration.
-var textOps = map[string]bool{"send": true, "write": true, "await": true, "call": true}
+var textOps = map[string]bool{"send": true, "write": true, "await": true, "call": true, "shut": true}
 
 // ScaleArgs returns an agent's flags with every span of time multiplied by f, for a story
 // played slower (a scenario's time_scale variant): each flag value that is a Go duration

@@ -35,6 +35,10 @@ type tcpClientOpts struct {
 // Each of the --conns connections (c1, c2, ...) runs the pattern on its own:
 //   - send:TEXT writes TEXT and a newline and waits for the echoed line;
 //   - write:TEXT writes without waiting (its echo is consumed by a later step);
+//   - await:TEXT reads until the line TEXT comes (the echo of an earlier write), within
+//     --read-timeout and --hang-after as send's wait;
+//   - shut:write shuts down the sending half (a FIN; shutdown(SHUT_WR)): the connection is
+//     half-closed, the peer may still answer;
 //   - idle:D does nothing on the socket for D: a failure shows at the next operation;
 //   - hold:D blocks in a read for D: a RST, a FIN or the kernel giving up (keepalive,
 //     TCP_USER_TIMEOUT) ends it at once, data received is reported.
@@ -50,7 +54,7 @@ func TCPClient(ctx context.Context, args []string, out io.Writer) error {
 	var pattern string
 	f.StringVar(&o.connect, "connect", "", "ADDR:PORT of the server (required)")
 	f.IntVar(&o.conns, "conns", 1, "parallel connections, each running the pattern")
-	f.StringVar(&pattern, "pattern", "send:hello", "comma list of send:TEXT, write:TEXT, idle:D, hold:D")
+	f.StringVar(&pattern, "pattern", "send:hello", "comma list of send:TEXT, write:TEXT, await:TEXT, shut:write, idle:D, hold:D")
 	o.ka.register(f, "dials")
 	f.DurationVar(&o.userTimeout, "user-timeout", 0, "TCP_USER_TIMEOUT: how long sent data may stay unacknowledged")
 	f.DurationVar(&o.heartbeat, "heartbeat", 0, "send an application ping every D during idle and hold steps")
@@ -78,8 +82,13 @@ func TCPClient(ctx context.Context, args []string, out io.Writer) error {
 		return usagef("agent tcp-client: --user-timeout %v is below the option's unit, 1ms", o.userTimeout)
 	}
 	var err error
-	if o.steps, err = ParsePattern(pattern, "send", "write", "idle", "hold"); err != nil {
+	if o.steps, err = ParsePattern(pattern, "send", "write", "await", "shut", "idle", "hold"); err != nil {
 		return usagef("agent tcp-client: --pattern: %v", err)
+	}
+	for _, st := range o.steps {
+		if st.Op == "shut" && st.Text != "write" {
+			return usagef("agent tcp-client: --pattern: shut:%s: only the sending half can be shut down: write shut:write", st.Text)
+		}
 	}
 	em := f.emitter(out)
 	raddr, err := net.ResolveTCPAddr("tcp", o.connect)
@@ -133,6 +142,15 @@ func (k *tcpConn) run() (ending, string) {
 		switch st.Op {
 		case "send", "write":
 			end = k.send(st.Text, st.Op == "send")
+		case "await":
+			end = k.await(st.Text)
+		case "shut":
+			if err := k.c.CloseWrite(); err != nil {
+				e := k.fail("write", err, false)
+				end = &e
+			} else {
+				k.em.Emit(Event{Conn: k.id, Event: EvShutdown, Detail: "sending half shut down (FIN)"})
+			}
 		case "idle", "hold":
 			end = k.wait(st.D, st.Op == "hold")
 		}
@@ -304,6 +322,11 @@ func (k *tcpConn) send(text string, wait bool) *ending {
 	if !wait {
 		return nil
 	}
+	return k.await(text)
+}
+
+// await reads lines until text comes back.
+func (k *tcpConn) await(text string) *ending {
 	dl, hang := k.readDeadline()
 	for {
 		line, err := k.readLine(dl)
