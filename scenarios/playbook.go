@@ -139,7 +139,9 @@ func (e *UnknownError) Error() string {
 	return fmt.Sprintf("no scenario named %q; see `idlegate scenario list` (%s), or give a file path", e.Name, strings.Join(e.Known, ", "))
 }
 
-// Source returns the text of a built-in scenario file.
+// Source returns the text of a built-in scenario file; for NAME:VARIANT, the story's file,
+// which holds the variant.
 func Source(name string) ([]byte, error) {
+	name, _, _ = strings.Cut(name, ":")
 	return playbook.ReadFile(path.Join("playbook", name+".yaml"))
 }

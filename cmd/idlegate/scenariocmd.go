@@ -34,7 +34,7 @@ and one verdict line, and exits 1 if any expectation was not met. See docs/playb
 		Example: `  idlegate scenario list
   sudo idlegate scenario run idle-reset
   sudo idlegate scenario run ./my-story.yaml --pcap story.pcapng
-  sudo idlegate scenario run --all --parallel 3`,
+  sudo idlegate scenario run --all --parallel 8`,
 	}
 	c.AddCommand(newScenarioListCmd(), newScenarioShowCmd(), newScenarioRunCmd())
 	return c
@@ -126,7 +126,7 @@ flag, 3 if the machine cannot run a lab.`,
 		Example: `  sudo idlegate scenario run tcp-keepalive-saves
   sudo idlegate scenario run idle-drop idle-reset -o json
   sudo idlegate scenario run tcp-keepalive-saves:scale
-  sudo idlegate scenario run --all --parallel 3`,
+  sudo idlegate scenario run --all --parallel 8`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScenarios(cmd.OutOrStdout(), args, o)
 		},
