@@ -6,9 +6,10 @@ if [ ! -e /dev/net/tun ]; then
 	echo "deps: /dev/net/tun is missing; load the tun module (modprobe tun) or run in a VM that has it" >&2
 fi
 # Debian packages the tests and scenarios use. Nothing is installed when all are present.
-#   iproute2        ip, for the namespace tests
+#   iproute2        ip, for the namespace tests; ss, for server-dead-sessions
 #   openssh-*       sshd and ssh for the ssh-idle-session scenario (real OpenSSH)
 #   nginx, curl     the nginx-upstream-stale scenario (real nginx and a real client)
+#   libnginx-mod-stream  nginx's stream (L4 proxy) module, for keepalive-stops-at-proxy
 #   socat           the udp-timeout scenario's push servers and clients
 #   iperf3, nftables  make bench: load generator and the kernel reference router's conntrack rule
 #   iputils-ping    ping, as the README and `lab up` suggest for a first try
@@ -23,6 +24,7 @@ need sshd openssh-server
 need ssh openssh-client
 need ssh-keygen openssh-client
 need nginx nginx
+[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || want+=(libnginx-mod-stream)
 need curl curl
 need socat socat
 need iperf3 iperf3

@@ -67,6 +67,9 @@ func writePlaybookDoc(w *bytes.Buffer) error {
 			w.WriteString(line + "\n")
 		}
 		fmt.Fprintf(w, "\n**The fix in real configuration.** %s\n", para(s.Fix))
+		for _, v := range s.Variants {
+			fmt.Fprintf(w, "\n**Variant `%s`** (`sudo idlegate scenario run %s:%s`): %s.\n", v.Name, s.Name, v.Name, para(v.Why))
+		}
 	}
 	return nil
 }
@@ -85,16 +88,21 @@ through idlegate's gateway, and checks that the story really happened.
 idlegate scenario list                                  # the stories
 sudo idlegate scenario run tcp-keepalive-saves          # one, with its timeline
 sudo idlegate scenario run idle-drop --pcap drop.pcapng # and what crossed the gateway
-sudo idlegate scenario run --all --parallel 3           # all of them, about a minute
+sudo idlegate scenario run --all --parallel 8           # all of them and their variants
+sudo idlegate scenario run tcp-keepalive-saves:scale    # one story, every time x6
 sudo idlegate scenario run ./my-story.yaml -o json      # your own, as a JSON report
 idlegate scenario show nat-remap > my-story.yaml        # a starting point
 ` + "```" + `
 
 Timings are scaled to seconds: a box that forgets after 3 s stands for one that forgets after
 350 s (AWS NAT Gateway) or 4 minutes (Azure), keepalive every second for keepalive every
-minute. Each run builds a lab of its own (a client and a server network namespace with the
-gateway between them, under a unique name, so runs in parallel never collide), starts the
-story's processes, plays its steps and removes everything on every exit path, Ctrl-C too.
+minute. So that no story passes only because its timeouts are short, every story that idles
+has a ` + "`scale`" + ` variant (` + "`NAME:scale`" + `, played by ` + "`scenario run --all`" + ` too) that plays it
+again with every span of time multiplied, until the box's timeout and the quiet periods are
+above 15 s, where Go turns TCP keepalive on by default. Each run builds a lab of its own (a
+client and a server network namespace with the gateway between them, under a unique name,
+so runs in parallel never collide), starts the story's processes, plays its steps and
+removes everything on every exit path, Ctrl-C too.
 
 ## Three things called keepalive
 
@@ -103,12 +111,18 @@ story's processes, plays its steps and removes everything on every exit path, Ct
   killed, not what protects (http-pool-stale, upstream-pool-thrash, nginx-upstream-stale).
 - **TCP keepalive** (SO_KEEPALIVE with TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT) makes the
   kernel send an empty probe after TCP_KEEPIDLE of silence; the probe and its ACK refresh
-  every box that counts packets. Its default idle time is 2 hours (tcp-keepalive-saves,
-  keepalive-too-slow, keepalive-false-alarm, keepalive-fills-table).
+  every box that counts packets. Its default idle time is 2 hours, set per network
+  namespace, so a container starts at 2 hours whatever the host says (tcp-keepalive-saves,
+  keepalive-too-slow, keepalive-false-alarm, keepalive-fills-table, slow-answer,
+  half-close-forgotten, user-timeout-vs-keepalive, netns-sysctl). It protects one TCP
+  connection: a proxy ends it (keepalive-stops-at-proxy), and a server needs its own to
+  notice clients that vanished (server-dead-sessions).
 - **An application heartbeat** (ping/pong in the protocol: ssh ServerAliveInterval, gRPC or
   HTTP/2 PING, WebSocket ping, AMQP heartbeat) is real data: it refreshes even boxes that
   ignore keepalive probes, and it tells the application that the peer is gone
-  (heartbeat-saves, refresh-needs-data, dead-peer, ssh-idle-session).
+  (heartbeat-saves, refresh-needs-data, dead-peer, ssh-idle-session). The other end may
+  police it: a gRPC server answers pings faster than its enforcement policy allows with
+  GOAWAY too_many_pings (grpc-too-many-pings).
 
 The other concepts: **TIME_WAIT** (the closing side keeps a connection's ports for 2 MSL, and
 every stateful box keeps an entry as long: time-wait), **LRU eviction** (a full table
@@ -150,7 +164,7 @@ three timeouts idle, with reset and with drop.
 Every run prints a timeline in three columns, with times in seconds since the story started:
 
 - **client** and **server**: what the programs in each namespace did and saw. Built-in agents
-  report ` + "`connect`, `send`, `recv`, `idle`, `keepalive` (the socket options the kernel holds), `heartbeat`, `ERROR op: ERRNO` and one `=> OUTCOME`" + ` per
+  report ` + "`connect`, `send`, `recv`, `idle`, `shutdown` (a half-close), `keepalive` (the socket options the kernel holds), `heartbeat`, `ERROR op: ERRNO` and one `=> OUTCOME`" + ` per
   connection (survived, reset, timed-out, dead, hung, refused, closed, error); other programs'
   output lines are shown as ` + "`name: line`, their standard error as `name! line`" + `.
 - **gateway**: the connection table's events (NEW, state changes, DESTROY with the reason:
@@ -216,6 +230,10 @@ steps:                          # one action per step, in order; at: waits until
     timeout: 10s
   - note: text for the timeline
 timeout: 60s                    # optional bound of the whole story
+variants:                       # optional: the same story played again as NAME:VARIANT
+  - name: scale
+    time_scale: 6               # every span of time x6: policy, steps, at, agent flags,
+    why: the box forgets after 18 s   # ${dur:D} and ${sec:D}
 expect:
   - of: client                  # an agent (every connection) or agent/c1 (one connection)
     outcome: [reset, timed-out] # one of these; with count/min/max: how many connections
@@ -236,12 +254,18 @@ expect:
     running: true               # still running when the steps were done (hung)
 ` + "```" + `
 
-Variables in files, setup, args and commands: ` + "`${dir}` `${lab}` `${client4}` `${server4}` `${client6}` `${server6}` `${nat4}` `${nat6}` `${bin}`" + ` (the idlegate binary);
-anything else (` + "`$HOME`, `$(...)`" + `) is left to the shell. Processes run with HOME=${dir}, in a
-process group of their own; at the end every one still running gets SIGTERM, then SIGKILL,
-and whatever is left in the lab's namespaces is killed before they are removed.
+Variables in files, setup, args and commands: ` + "`${dir}` `${lab}` `${client4}` `${server4}` `${client6}` `${server6}` `${nat4}` `${nat6}` `${bin}`" + `
+(the idlegate binary), and for the times that real programs read, ` + "`${dur:2s}`" + ` (2s, or 12s in a
+variant with time_scale 6, in whole seconds or milliseconds as nginx reads them) and
+` + "`${sec:2s}`" + ` (2, or 12: seconds, for sleep, curl's --max-time, ssh's ServerAliveInterval,
+/proc/sys); the agents' flags are scaled without them. Anything else (` + "`$HOME`, `$(...)`" + `) is
+left to the shell. Processes run with HOME=${dir}, in a process group of their own; at the
+end every one still running gets SIGTERM, then SIGKILL, and whatever is left in the lab's
+namespaces is killed before they are removed.
 
 Real software in the playbook comes from Debian packages that ` + "`deps.sh`" + ` installs: OpenSSH
-(openssh-server, openssh-client), nginx, curl and socat; the advice is checked against
-PostgreSQL, Redis, python3-requests, python3-psycopg2 and python3-redis as well.
+(openssh-server, openssh-client), nginx (with its stream module, libnginx-mod-stream), curl,
+socat and iproute2's ss; grpc-go is built into idlegate as the grpc-server and grpc-client agents;
+the advice is checked against PostgreSQL, Redis, python3-requests, python3-psycopg2 and
+python3-redis as well.
 `

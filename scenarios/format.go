@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -55,6 +56,8 @@ type Scenario struct {
 	Expect []*Expect `yaml:"expect" json:"-"`
 	// Timeout bounds the whole story (default 60s); past it the run fails.
 	Timeout Duration `yaml:"timeout" json:"-"`
+	// Variants are other runs of the same story, NAME:VARIANT (see Variant).
+	Variants []*Variant `yaml:"variants" json:"variants,omitempty"`
 
 	// File is where the scenario was read from, for messages.
 	File string `yaml:"-" json:"file,omitempty"`
@@ -62,7 +65,14 @@ type Scenario struct {
 	lines map[string]int
 	// pol is the parsed policy.
 	pol policy.Policy
+	// src is the file's text, from which Variant derives a variant.
+	src []byte
+	// variant is what this scenario was derived as; nil for a story as written.
+	variant *Variant
 }
+
+// defaultWaitExit bounds a wait_exit step that gives no timeout.
+const defaultWaitExit = 30 * time.Second
 
 // Command is a program with its arguments, or a shell line: a list of words
 // (`[ssh-keygen, -q, -f, "${dir}/key"]`) or a mapping `{sh: "..."}`.
@@ -214,7 +224,18 @@ func Parse(file string, data []byte) (*Scenario, error) {
 	return s, nil
 }
 
+// parse reads and checks a scenario as written: ${dur:D} and ${sec:D} resolved at scale 1.
 func parse(file string, data []byte) (*Scenario, error) {
+	s, err := parseRaw(file, data)
+	if err != nil {
+		return nil, err
+	}
+	s.resolveAllTimes(1)
+	return s, nil
+}
+
+// parseRaw reads and checks a scenario, leaving ${dur:D} and ${sec:D} in place.
+func parseRaw(file string, data []byte) (*Scenario, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
@@ -223,7 +244,7 @@ func parse(file string, data []byte) (*Scenario, error) {
 		}
 		return nil, fmt.Errorf("not valid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	s := &Scenario{File: file, lines: map[string]int{}}
+	s := &Scenario{File: file, lines: map[string]int{}, src: data}
 	d := yamlx.Decoder{Name: "the scenario", Lines: s.lines, FollowAliases: true, UniqueKeys: true}
 	if err := d.Decode(doc.Content[0], s); err != nil {
 		return nil, err
@@ -356,7 +377,7 @@ func (s *Scenario) check() error {
 			return err
 		}
 	}
-	return nil
+	return s.checkVariants()
 }
 
 func (s *Scenario) procIndex(name string) int {
@@ -565,10 +586,16 @@ var varRef = regexp.MustCompile(`\$\{([^}]*)\}`)
 
 func (s *Scenario) checkVars(path, text string) error {
 	for _, m := range varRef.FindAllStringSubmatch(text, -1) {
+		if ok, err := checkTimeVar(m[1]); ok {
+			if err != nil {
+				return s.at(path, "%v", err)
+			}
+			continue
+		}
 		if !slices.Contains(knownVars, m[1]) {
 			vars := append([]string(nil), knownVars...)
 			sort.Strings(vars)
-			return s.at(path, "unknown variable ${%s}; known variables: ${%s}", m[1], strings.Join(vars, "}, ${"))
+			return s.at(path, "unknown variable ${%s}; known variables: ${%s}, and ${dur:D} / ${sec:D} for a duration D", m[1], strings.Join(vars, "}, ${"))
 		}
 	}
 	return nil

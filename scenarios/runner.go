@@ -284,7 +284,7 @@ func (r *runner) step(ctx context.Context, st *Step) error {
 			p.stdin.Close()
 		}
 	case len(st.WaitExit) > 0:
-		limit := 30 * time.Second
+		limit := defaultWaitExit
 		if st.Timeout != nil {
 			limit = time.Duration(*st.Timeout)
 		}

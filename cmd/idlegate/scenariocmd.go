@@ -34,7 +34,7 @@ and one verdict line, and exits 1 if any expectation was not met. See docs/playb
 		Example: `  idlegate scenario list
   sudo idlegate scenario run idle-reset
   sudo idlegate scenario run ./my-story.yaml --pcap story.pcapng
-  sudo idlegate scenario run --all --parallel 3`,
+  sudo idlegate scenario run --all --parallel 8`,
 	}
 	c.AddCommand(newScenarioListCmd(), newScenarioShowCmd(), newScenarioRunCmd())
 	return c
@@ -58,19 +58,27 @@ func newScenarioListCmd() *cobra.Command {
 			w := cmd.OutOrStdout()
 			if out == "json" {
 				type item struct {
-					Name    string `json:"name"`
-					Title   string `json:"title"`
-					Concept string `json:"concept"`
+					Name     string   `json:"name"`
+					Title    string   `json:"title"`
+					Concept  string   `json:"concept"`
+					Variants []string `json:"variants,omitempty"`
 				}
 				var items []item
 				for _, s := range list {
-					items = append(items, item{s.Name, s.Title, strings.TrimSpace(s.Concept)})
+					items = append(items, item{s.Name, s.Title, strings.TrimSpace(s.Concept), s.VariantNames()})
 				}
 				return writeJSONOut(w, items)
 			}
 			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			for i, s := range list {
-				fmt.Fprintf(tw, "%2d\t%s\t%s\n", i+1, s.Name, s.Title)
+				var vs string
+				for _, v := range s.VariantNames() {
+					vs += " :" + v
+				}
+				if vs != "" {
+					vs = " (also" + vs + ")"
+				}
+				fmt.Fprintf(tw, "%2d\t%s\t%s%s\n", i+1, s.Name, s.Title, vs)
 			}
 			return tw.Flush()
 		},
@@ -118,12 +126,13 @@ path (Ctrl-C too). Exit status 1 if any expectation failed, 2 for a bad scenario
 flag, 3 if the machine cannot run a lab.`,
 		Example: `  sudo idlegate scenario run tcp-keepalive-saves
   sudo idlegate scenario run idle-drop idle-reset -o json
-  sudo idlegate scenario run --all --parallel 3`,
+  sudo idlegate scenario run tcp-keepalive-saves:scale
+  sudo idlegate scenario run --all --parallel 8`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScenarios(cmd.OutOrStdout(), args, o)
 		},
 	}
-	c.Flags().BoolVar(&o.all, "all", false, "run every built-in scenario")
+	c.Flags().BoolVar(&o.all, "all", false, "run every built-in scenario and each of its variants (NAME:VARIANT)")
 	c.Flags().IntVar(&o.parallel, "parallel", 1, "how many scenarios run at once")
 	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to a new file (with several scenarios, FILE gets each name inserted)")
 	c.Flags().BoolVar(&o.force, "force", false, "with --pcap: overwrite the file if it exists")
@@ -147,7 +156,7 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 		return usagef("give scenario names or --all, not both")
 	case o.all:
 		var err error
-		if list, err = scenarios.Playbook(); err != nil {
+		if list, err = scenarios.Runs(); err != nil {
 			return err
 		}
 	case len(args) == 0:
@@ -168,6 +177,16 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 	defer stop()
 
 	reports := make([]*scenarios.Report, len(list))
+	// Variants start first: they are the stories played slower, and the longest runs
+	// started last would leave the others idle at the end. Reports keep list's order.
+	var order []int
+	for _, first := range []bool{true, false} {
+		for i, s := range list {
+			if (s.VariantInfo() != nil) == first {
+				order = append(order, i)
+			}
+		}
+	}
 	var (
 		mu      sync.Mutex
 		envErr  error
@@ -181,7 +200,7 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 				mu.Unlock()
 				return
 			}
-			i := next
+			i := order[next]
 			next++
 			mu.Unlock()
 			s := list[i]

@@ -1,8 +1,10 @@
 // Package agent holds the built-in agents that scenarios start inside a lab namespace as
 // `idlegate agent KIND [flags]`: echo servers, clients with idle patterns, TCP keepalive,
 // TCP_USER_TIMEOUT and application heartbeats, an HTTP server and keep-alive client, UDP
-// request/response, a connection-churn generator and a reverse proxy with an idle upstream
-// pool. docs/agents.md is the contract with the scenario runner.
+// request/response, a connection-churn generator, a reverse proxy with an idle upstream
+// pool, and a grpc-go server and client with gRPC keepalive. TCP keepalive is off on every
+// socket unless a keepalive flag asks for it (keepaliveOpts). docs/agents.md is the contract
+// with the scenario runner.
 //
 // An agent does one job with real kernel sockets and reports each thing it sees as one NDJSON
 // line on its output (see Emitter):
@@ -43,6 +45,8 @@ var Kinds = map[string]Func{
 	"udp-client":      UDPClient,
 	"churn":           Churn,
 	"proxy":           Proxy,
+	"grpc-server":     GRPCServer,
+	"grpc-client":     GRPCClient,
 }
 
 // KindNames returns the agent kinds, sorted.

@@ -23,6 +23,7 @@ const (
 	EvDial          = "dial"
 	EvReuse         = "reuse"
 	EvClose         = "close"
+	EvShutdown      = "shutdown"
 	EvError         = "error"
 	EvResult        = "result"
 )
@@ -30,7 +31,7 @@ const (
 // EventNames returns every event name, in the order of docs/agents.md.
 func EventNames() []string {
 	return []string{EvListening, EvAccept, EvConnect, EvSend, EvRecv, EvIdle, EvKeepalive, EvHeartbeat,
-		EvHeartbeatMiss, EvRequest, EvDial, EvReuse, EvClose, EvError, EvResult}
+		EvHeartbeatMiss, EvRequest, EvDial, EvReuse, EvClose, EvShutdown, EvError, EvResult}
 }
 
 // Outcomes of a `result` event (docs/agents.md).

@@ -31,8 +31,8 @@ type docEvent struct {
 }
 
 var (
-	docEvents   = []string{"listening", "accept", "connect", "send", "recv", "idle", "keepalive", "heartbeat", "heartbeat-miss", "request", "dial", "reuse", "close", "error", "result"}
-	docOps      = []string{"dial", "read", "write", "accept", "listen", "heartbeat"}
+	docEvents   = []string{"listening", "accept", "connect", "send", "recv", "idle", "keepalive", "heartbeat", "heartbeat-miss", "request", "dial", "reuse", "close", "shutdown", "error", "result"}
+	docOps      = []string{"dial", "read", "write", "accept", "listen", "heartbeat", "call"}
 	docOutcomes = []string{"survived", "reset", "timed-out", "dead", "hung", "refused", "closed", "error"}
 	// RFC 3339 with nine digits of nanoseconds, in UTC.
 	docTime = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$`)

@@ -16,8 +16,9 @@ import (
 )
 
 // HTTPClient is `http-client --url URL [--requests N] [--interval D] [--idle-conn-timeout D]
-// [--max-idle N] [--method M] [--hang-after D]`: N requests, D apart, through one keep-alive
-// pool (a Go http.Transport, no proxy from the environment, no TCP keepalive).
+// [--max-idle N] [--method M] [--hang-after D] [--keepalive ...]`: N requests, D apart, through
+// one keep-alive pool (a Go http.Transport, no proxy from the environment, TCP keepalive only
+// with the keepalive flags).
 //
 // Events: connect and close per pooled connection (c1, c2, ...; close detail "eof" when the
 // server closed it, "client idle timeout", "client done", "client closed", "error ERRNO"),
@@ -45,7 +46,12 @@ func HTTPClient(ctx context.Context, args []string, out io.Writer) error {
 	f.IntVar(&maxIdle, "max-idle", http.DefaultMaxIdleConnsPerHost, "idle connections kept in the pool (0: no keep-alive)")
 	f.StringVar(&method, "method", http.MethodGet, "request method; POST is never retried by the Transport")
 	f.DurationVar(&hangAfter, "hang-after", 0, "declare a request still unanswered after D hung and stop (0: wait forever)")
+	var ka keepaliveOpts
+	ka.register(f, "dials")
 	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := ka.check(f); err != nil {
 		return err
 	}
 	if err := f.required("url"); err != nil {
@@ -62,7 +68,7 @@ func HTTPClient(ctx context.Context, args []string, out io.Writer) error {
 	}
 	method = strings.ToUpper(method)
 	em := f.emitter(out)
-	c := &httpClient{em: em, idleTimeout: idleConnTimeout}
+	c := &httpClient{em: em, idleTimeout: idleConnTimeout, ka: &ka}
 	tr := &http.Transport{
 		Proxy:               nil,
 		DialContext:         c.dial,
@@ -111,6 +117,7 @@ func HTTPClient(ctx context.Context, args []string, out io.Writer) error {
 
 type httpClient struct {
 	em          *Emitter
+	ka          *keepaliveOpts
 	idleTimeout time.Duration
 	n           atomic.Int64
 	done        atomic.Bool    // the run is over: closes are "client done"
@@ -118,7 +125,7 @@ type httpClient struct {
 }
 
 func (c *httpClient) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	d := net.Dialer{KeepAlive: -1}
+	d := c.ka.dialer()
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
@@ -126,6 +133,7 @@ func (c *httpClient) dial(ctx context.Context, network, addr string) (net.Conn, 
 	pc := &pooledConn{Conn: conn, c: c, id: fmt.Sprintf("c%d", c.n.Add(1)), lastUse: time.Now()}
 	c.open.Add(1)
 	c.em.Emit(Event{Conn: pc.id, Event: EvConnect, Detail: conn.LocalAddr().String() + " -> " + conn.RemoteAddr().String()})
+	c.ka.report(c.em, pc.id, conn)
 	return pc, nil
 }
 

@@ -12,10 +12,11 @@ import (
 	"time"
 )
 
-// HTTPServer is `http-server --listen ADDR:PORT [--keepalive-timeout D]`: HTTP/1.1 that answers
-// every request with 200 and the body "ok\n", and closes a keep-alive connection idle for D
-// (nginx keepalive_timeout; 0 keeps idle connections forever). A new connection that sends
-// no request within D is closed too.
+// HTTPServer is `http-server --listen ADDR:PORT [--keepalive-timeout D] [--keepalive ...]`:
+// HTTP/1.1 that answers every request with 200 and the body "ok\n", and closes a keep-alive
+// connection idle for D (nginx keepalive_timeout; 0 keeps idle connections forever). A new
+// connection that sends no request within D is closed too. Accepted connections have TCP
+// keepalive only with the keepalive flags (keepaliveOpts).
 //
 // Events: listening, accept, request (per request: detail "METHOD URI STATUS", n the request's
 // number on its connection, reused true from the second one), close (detail "server idle
@@ -27,6 +28,8 @@ func HTTPServer(ctx context.Context, args []string, out io.Writer) error {
 	keepalive := 75 * time.Second
 	f.StringVar(&listen, "listen", "", "ADDR:PORT to listen on (required)")
 	f.DurationVar(&keepalive, "keepalive-timeout", keepalive, "close keep-alive connections idle for this long (0: never)")
+	var ka keepaliveOpts
+	ka.register(f, "accepts")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -36,8 +39,11 @@ func HTTPServer(ctx context.Context, args []string, out io.Writer) error {
 	if err := f.nonNegative(map[string]time.Duration{"keepalive-timeout": keepalive}); err != nil {
 		return err
 	}
+	if err := ka.check(f); err != nil {
+		return err
+	}
 	em := f.emitter(out)
-	ln, err := listenTCP(ctx, em, listen)
+	ln, err := listenTCP(ctx, em, listen, &ka)
 	if err != nil {
 		return err
 	}
@@ -46,7 +52,7 @@ func HTTPServer(ctx context.Context, args []string, out io.Writer) error {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
-	return serveHTTP(ctx, em, ln, keepalive, ok, true)
+	return serveHTTP(ctx, em, ln, keepalive, &ka, ok, true)
 }
 
 // httpConn is a server-side connection that remembers its last read error, so that its
@@ -106,9 +112,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 // serveHTTP serves h on ln until ctx is cancelled, with idle keep-alive connections closed
-// after keepalive (0: never). It emits accept and close per connection, and request per
-// request if logRequests. It returns once every connection's close event is out.
-func serveHTTP(ctx context.Context, em *Emitter, ln net.Listener, keepalive time.Duration, h http.Handler, logRequests bool) error {
+// after keepalive (0: never). It emits accept (and keepalive, as ka reports it) and close per
+// connection, and request per request if logRequests. It returns once every connection's
+// close event is out.
+func serveHTTP(ctx context.Context, em *Emitter, ln net.Listener, keepalive time.Duration, ka *keepaliveOpts, h http.Handler, logRequests bool) error {
 	var stopping atomic.Bool
 	var conns sync.WaitGroup
 	srv := &http.Server{
@@ -126,6 +133,7 @@ func serveHTTP(ctx context.Context, em *Emitter, ln net.Listener, keepalive time
 			case http.StateNew:
 				conns.Add(1)
 				em.Emit(Event{Conn: hc.id, Event: EvAccept, Detail: c.RemoteAddr().String()})
+				ka.report(em, hc.id, hc.Conn)
 			case http.StateActive, http.StateIdle:
 				hc.mu.Lock()
 				hc.state = state

@@ -8,13 +8,14 @@ import (
 
 // Step is one step of a client's --pattern.
 type Step struct {
-	Op   string        // "send", "write", "idle" or "hold"
-	Text string        // for send and write
-	D    time.Duration // for idle and hold
+	Op   string        // "send", "write", "call", "idle", "hold", "slow", ...
+	Text string        // for the ops of textOps
+	D    time.Duration // for the others
 }
 
-// ParsePattern parses a comma list of send:TEXT, write:TEXT, idle:D and hold:D, allowing only
-// the given ops.
+// ParsePattern parses a comma list of OP:ARG, allowing only the given ops: ARG is text for
+// the ops of textOps (send:TEXT, write:TEXT, call:TEXT), else a duration (idle:D, hold:D,
+// slow:D).
 func ParsePattern(s string, allowed ...string) ([]Step, error) {
 	var steps []Step
 	for _, item := range strings.Split(s, ",") {
@@ -30,8 +31,8 @@ func ParsePattern(s string, allowed ...string) ([]Step, error) {
 			return nil, fmt.Errorf("pattern step %q: unknown op %q; known ops: %s", item, op, strings.Join(allowed, ", "))
 		}
 		st := Step{Op: op}
-		switch op {
-		case "send", "write":
+		switch {
+		case textOps[op]:
 			if arg == "" || strings.ContainsAny(arg, "\n") {
 				return nil, fmt.Errorf("pattern step %q: TEXT must be non-empty, on one line", item)
 			}

@@ -44,7 +44,12 @@ func Proxy(ctx context.Context, args []string, out io.Writer) error {
 	f.DurationVar(&idleTimeout, "idle-timeout", idleTimeout, "close pooled upstream connections idle for this long (0: never)")
 	f.DurationVar(&upstreamTimeout, "upstream-timeout", upstreamTimeout, "give up connecting to or reading from an upstream after this long")
 	f.DurationVar(&keepalive, "keepalive-timeout", keepalive, "close idle client keep-alive connections after this long (0: never)")
+	var ka keepaliveOpts
+	ka.register(f, "dials or accepts")
 	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := ka.check(f); err != nil {
 		return err
 	}
 	if err := f.required("listen", "upstreams"); err != nil {
@@ -56,7 +61,7 @@ func Proxy(ctx context.Context, args []string, out io.Writer) error {
 	if size < 0 || upstreamTimeout <= 0 {
 		return usagef("agent proxy: --pool must not be negative and --upstream-timeout must be positive")
 	}
-	p := &proxy{timeout: upstreamTimeout}
+	p := &proxy{timeout: upstreamTimeout, ka: &ka}
 	for _, u := range strings.Split(upstreams, ",") {
 		if _, _, err := net.SplitHostPort(u); err != nil {
 			return usagef("agent proxy: --upstreams: %q is not ADDR:PORT", u)
@@ -66,11 +71,11 @@ func Proxy(ctx context.Context, args []string, out io.Writer) error {
 	em := f.emitter(out)
 	p.em = em
 	p.pool = &upstreamPool{em: em, max: size, idleTimeout: idleTimeout}
-	ln, err := listenTCP(ctx, em, listen)
+	ln, err := listenTCP(ctx, em, listen, &ka)
 	if err != nil {
 		return err
 	}
-	err = serveHTTP(ctx, em, ln, keepalive, p, false)
+	err = serveHTTP(ctx, em, ln, keepalive, &ka, p, false)
 	p.pool.shutdown()
 	return err
 }
@@ -79,6 +84,7 @@ type proxy struct {
 	em        *Emitter
 	upstreams []string
 	timeout   time.Duration // connect and response deadline of an upstream exchange
+	ka        *keepaliveOpts
 	pool      *upstreamPool
 	next      atomic.Uint64 // round-robin counter
 	ids       atomic.Int64  // upstream connection ids
@@ -131,13 +137,15 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (p *proxy) dial(ctx context.Context, addr string) (*upConn, error) {
 	id := fmt.Sprintf("u%d", p.ids.Add(1))
-	d := net.Dialer{KeepAlive: -1, Timeout: p.timeout}
+	d := p.ka.dialer()
+	d.Timeout = p.timeout
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		p.em.Emit(Event{Conn: id, Event: EvError, Op: "dial", Err: Errno(err), Detail: err.Error()})
 		return nil, err
 	}
 	p.em.Emit(Event{Conn: id, Event: EvDial, Detail: fmt.Sprintf("%s from %s", addr, c.LocalAddr())})
+	p.ka.report(p.em, id, c)
 	return &upConn{id: id, addr: addr, conn: c, br: bufio.NewReader(c)}, nil
 }
 

@@ -352,3 +352,24 @@ func TestTCPClientStopped(t *testing.T) {
 		}
 	}
 }
+
+// TestHalfCloseSlowAnswer: a client that shuts down its sending half still gets the answer
+// the server sends after --delay; the server closes after answering.
+func TestHalfCloseSlowAnswer(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t, TCPEchoServer, "tcp-echo-server", "--listen", "127.0.0.1:0", "--delay", "300ms")
+	start := time.Now()
+	out, res := runClient(t, TCPClient, "tcp-client", "--connect", srv.addr, "--pattern", "write:work,shut:write,await:work", "--hang-after", "5s")
+	if r := res["c1"]; r.Outcome != "survived" || *r.N != 1 {
+		t.Errorf("result %+v, want survived with the answer", r)
+	}
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Errorf("answered after %v, before the 300ms delay", el)
+	}
+	if n := len(out.filter("shutdown", "c1")); n != 1 {
+		t.Errorf("%d shutdown events, want 1", n)
+	}
+	if d := srv.out.waitFor("close", 1, 3*time.Second).Detail; d != "eof" {
+		t.Errorf("server close %q, want eof", d)
+	}
+}

@@ -20,9 +20,7 @@ type tcpClientOpts struct {
 	connect     string
 	conns       int
 	steps       []Step
-	kaIdle      time.Duration // TCP_KEEPIDLE; 0: kernel default (net.ipv4.tcp_keepalive_time)
-	kaIntvl     time.Duration // TCP_KEEPINTVL; 0: kernel default (net.ipv4.tcp_keepalive_intvl)
-	kaCnt       int           // TCP_KEEPCNT; 0: kernel default (net.ipv4.tcp_keepalive_probes)
+	ka          keepaliveOpts
 	userTimeout time.Duration // TCP_USER_TIMEOUT; 0: not set
 	heartbeat   time.Duration // ping period during idle and hold steps; 0: no heartbeat
 	hbMisses    int           // consecutive unanswered pings that declare the peer dead
@@ -30,15 +28,17 @@ type tcpClientOpts struct {
 	hangAfter   time.Duration // a dial, write or echo read still blocked after this is hung
 }
 
-func (o *tcpClientOpts) keepalive() bool { return o.kaIdle > 0 || o.kaIntvl > 0 || o.kaCnt > 0 }
-
 // TCPClient is `tcp-client --connect ADDR:PORT [--conns N] [--pattern STEPS]
-// [--keepalive-idle D --keepalive-intvl D --keepalive-cnt K] [--user-timeout D]
+// [--keepalive] [--keepalive-idle D --keepalive-intvl D --keepalive-cnt K] [--user-timeout D]
 // [--heartbeat D --heartbeat-misses K] [--read-timeout D] [--hang-after D]`.
 //
 // Each of the --conns connections (c1, c2, ...) runs the pattern on its own:
 //   - send:TEXT writes TEXT and a newline and waits for the echoed line;
 //   - write:TEXT writes without waiting (its echo is consumed by a later step);
+//   - await:TEXT reads until the line TEXT comes (the echo of an earlier write), within
+//     --read-timeout and --hang-after as send's wait;
+//   - shut:write shuts down the sending half (a FIN; shutdown(SHUT_WR)): the connection is
+//     half-closed, the peer may still answer;
 //   - idle:D does nothing on the socket for D: a failure shows at the next operation;
 //   - hold:D blocks in a read for D: a RST, a FIN or the kernel giving up (keepalive,
 //     TCP_USER_TIMEOUT) ends it at once, data received is reported.
@@ -46,17 +46,16 @@ func (o *tcpClientOpts) keepalive() bool { return o.kaIdle > 0 || o.kaIntvl > 0 
 // With --heartbeat, idle and hold steps send "ping\n" every D and read the echo; a ping still
 // unanswered when the next is due is a miss, and K consecutive misses end the connection
 // with outcome dead. Without keepalive flags SO_KEEPALIVE is off (Go's 15 s default is
-// disabled); any keepalive flag turns it on, leaving the kernel's default for the others.
+// disabled); any keepalive flag turns it on, leaving the kernel's default for the others
+// (--keepalive alone: all three from the namespace's sysctls).
 func TCPClient(ctx context.Context, args []string, out io.Writer) error {
 	f := newFlags("tcp-client")
 	var o tcpClientOpts
 	var pattern string
 	f.StringVar(&o.connect, "connect", "", "ADDR:PORT of the server (required)")
 	f.IntVar(&o.conns, "conns", 1, "parallel connections, each running the pattern")
-	f.StringVar(&pattern, "pattern", "send:hello", "comma list of send:TEXT, write:TEXT, idle:D, hold:D")
-	f.DurationVar(&o.kaIdle, "keepalive-idle", 0, "TCP_KEEPIDLE: idle time before the first keepalive probe (enables SO_KEEPALIVE)")
-	f.DurationVar(&o.kaIntvl, "keepalive-intvl", 0, "TCP_KEEPINTVL: time between keepalive probes (enables SO_KEEPALIVE)")
-	f.IntVar(&o.kaCnt, "keepalive-cnt", 0, "TCP_KEEPCNT: unanswered probes before the kernel gives up (enables SO_KEEPALIVE)")
+	f.StringVar(&pattern, "pattern", "send:hello", "comma list of send:TEXT, write:TEXT, await:TEXT, shut:write, idle:D, hold:D")
+	o.ka.register(f, "dials")
 	f.DurationVar(&o.userTimeout, "user-timeout", 0, "TCP_USER_TIMEOUT: how long sent data may stay unacknowledged")
 	f.DurationVar(&o.heartbeat, "heartbeat", 0, "send an application ping every D during idle and hold steps")
 	f.IntVar(&o.hbMisses, "heartbeat-misses", 3, "consecutive missed heartbeats that declare the peer dead")
@@ -68,23 +67,28 @@ func TCPClient(ctx context.Context, args []string, out io.Writer) error {
 	if err := f.required("connect"); err != nil {
 		return err
 	}
-	if err := f.nonNegative(map[string]time.Duration{"keepalive-idle": o.kaIdle, "keepalive-intvl": o.kaIntvl,
-		"user-timeout": o.userTimeout, "heartbeat": o.heartbeat, "read-timeout": o.readTimeout, "hang-after": o.hangAfter}); err != nil {
+	if err := o.ka.check(f); err != nil {
+		return err
+	}
+	if err := f.nonNegative(map[string]time.Duration{"user-timeout": o.userTimeout, "heartbeat": o.heartbeat, "read-timeout": o.readTimeout, "hang-after": o.hangAfter}); err != nil {
 		return err
 	}
 	switch {
 	case o.conns < 1:
 		return usagef("agent tcp-client: --conns %d must be at least 1", o.conns)
-	case o.kaCnt < 0:
-		return usagef("agent tcp-client: --keepalive-cnt %d is negative", o.kaCnt)
 	case o.hbMisses < 1:
 		return usagef("agent tcp-client: --heartbeat-misses %d must be at least 1", o.hbMisses)
 	case o.userTimeout > 0 && o.userTimeout < time.Millisecond:
 		return usagef("agent tcp-client: --user-timeout %v is below the option's unit, 1ms", o.userTimeout)
 	}
 	var err error
-	if o.steps, err = ParsePattern(pattern, "send", "write", "idle", "hold"); err != nil {
+	if o.steps, err = ParsePattern(pattern, "send", "write", "await", "shut", "idle", "hold"); err != nil {
 		return usagef("agent tcp-client: --pattern: %v", err)
+	}
+	for _, st := range o.steps {
+		if st.Op == "shut" && st.Text != "write" {
+			return usagef("agent tcp-client: --pattern: shut:%s: only the sending half can be shut down: write shut:write", st.Text)
+		}
 	}
 	em := f.emitter(out)
 	raddr, err := net.ResolveTCPAddr("tcp", o.connect)
@@ -138,6 +142,15 @@ func (k *tcpConn) run() (ending, string) {
 		switch st.Op {
 		case "send", "write":
 			end = k.send(st.Text, st.Op == "send")
+		case "await":
+			end = k.await(st.Text)
+		case "shut":
+			if err := k.c.CloseWrite(); err != nil {
+				e := k.fail("write", err, false)
+				end = &e
+			} else {
+				k.em.Emit(Event{Conn: k.id, Event: EvShutdown, Detail: "sending half shut down (FIN)"})
+			}
 		case "idle", "hold":
 			end = k.wait(st.D, st.Op == "hold")
 		}
@@ -166,13 +179,7 @@ func endCloseDetail(end ending) string {
 
 func (k *tcpConn) dial() (ending, bool) {
 	o := k.o
-	d := net.Dialer{KeepAlive: -1}
-	if o.keepalive() {
-		d.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: orKernel(o.kaIdle), Interval: orKernel(o.kaIntvl), Count: o.kaCnt}
-		if o.kaCnt == 0 {
-			d.KeepAliveConfig.Count = -1
-		}
-	}
+	d := o.ka.dialer()
 	if o.userTimeout > 0 {
 		d.Control = userTimeoutControl(o.userTimeout)
 	}
@@ -195,19 +202,10 @@ func (k *tcpConn) dial() (ending, bool) {
 	}
 	k.c = c.(*net.TCPConn)
 	k.em.Emit(Event{Conn: k.id, Event: EvConnect, Detail: c.LocalAddr().String() + " -> " + c.RemoteAddr().String()})
-	if o.keepalive() || o.userTimeout > 0 {
+	if o.ka.enabled() || o.userTimeout > 0 {
 		k.em.Emit(Event{Conn: k.id, Event: EvKeepalive, Detail: sockopts(k.c)})
 	}
 	return ending{}, true
-}
-
-// orKernel maps an unset (zero) keepalive flag to -1: net.KeepAliveConfig leaves the
-// kernel's value in place for a negative field, where zero would mean Go's 15 s.
-func orKernel(d time.Duration) time.Duration {
-	if d == 0 {
-		return -1
-	}
-	return d
 }
 
 // userTimeoutControl sets TCP_USER_TIMEOUT (milliseconds) before connect.
@@ -324,6 +322,11 @@ func (k *tcpConn) send(text string, wait bool) *ending {
 	if !wait {
 		return nil
 	}
+	return k.await(text)
+}
+
+// await reads lines until text comes back.
+func (k *tcpConn) await(text string) *ending {
 	dl, hang := k.readDeadline()
 	for {
 		line, err := k.readLine(dl)

@@ -11,39 +11,51 @@ import (
 	"time"
 )
 
-// TCPEchoServer is `tcp-echo-server --listen ADDR:PORT [--idle-close D]`: it echoes every byte
-// it receives; with --idle-close it closes a connection that sent nothing for D itself, as a
-// server keepalive_timeout does. It stops when ctx is cancelled.
+// TCPEchoServer is `tcp-echo-server --listen ADDR:PORT [--idle-close D] [--delay D]
+// [--keepalive ...]`: it echoes every byte it receives (with --delay, D after it came: a slow
+// answer); with --idle-close it closes a connection that sent nothing for D itself, as a
+// server keepalive_timeout does. Accepted connections have TCP keepalive only
+// with the keepalive flags (keepaliveOpts). It stops when ctx is cancelled.
 //
-// Events: listening (detail: the bound address), accept, recv (n bytes, echoed), error,
-// close (detail "eof", "server idle timeout", "error ERRNO" or "shutdown").
+// Events: listening (detail: the bound address), accept, keepalive (with keepalive flags),
+// recv (n bytes, echoed), error, close (detail "eof", "server idle timeout", "error ERRNO" or
+// "shutdown").
 func TCPEchoServer(ctx context.Context, args []string, out io.Writer) error {
 	f := newFlags("tcp-echo-server")
 	var listen string
-	var idleClose time.Duration
+	var idleClose, delay time.Duration
+	var ka keepaliveOpts
 	f.StringVar(&listen, "listen", "", "ADDR:PORT to listen on (required)")
 	f.DurationVar(&idleClose, "idle-close", 0, "close a connection idle for this long (0: never)")
+	f.DurationVar(&delay, "delay", 0, "echo each chunk this long after receiving it, as a slow query (0: at once)")
+	ka.register(f, "accepts")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if err := f.required("listen"); err != nil {
 		return err
 	}
-	if err := f.nonNegative(map[string]time.Duration{"idle-close": idleClose}); err != nil {
+	if err := f.nonNegative(map[string]time.Duration{"idle-close": idleClose, "delay": delay}); err != nil {
+		return err
+	}
+	if err := ka.check(f); err != nil {
 		return err
 	}
 	em := f.emitter(out)
-	ln, err := listenTCP(ctx, em, listen)
+	ln, err := listenTCP(ctx, em, listen, &ka)
 	if err != nil {
 		return err
 	}
-	srv := &connServer{em: em}
-	return srv.serve(ctx, ln, func(id string, c net.Conn) string { return echo(em, id, c, idleClose, srv.stopping) })
+	srv := &connServer{em: em, ka: &ka}
+	return srv.serve(ctx, ln, func(id string, c net.Conn) string {
+		return echo(ctx, em, id, c, idleClose, delay, srv.stopping)
+	})
 }
 
 // listenTCP listens and emits `listening`, or emits the error and returns it (exit 1).
-func listenTCP(ctx context.Context, em *Emitter, addr string) (net.Listener, error) {
-	var lc net.ListenConfig
+// Accepted connections have the keepalive ka asks for, and none without flags.
+func listenTCP(ctx context.Context, em *Emitter, addr string, ka *keepaliveOpts) (net.Listener, error) {
+	lc := ka.listenConfig()
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
 		em.Emit(Event{Event: EvError, Op: "listen", Err: Errno(err), Detail: err.Error()})
@@ -57,6 +69,7 @@ func listenTCP(ctx context.Context, em *Emitter, addr string) (net.Listener, err
 // cancelled, then closes the listener and every connection and waits for the handlers.
 type connServer struct {
 	em *Emitter
+	ka *keepaliveOpts // the accepted connections' keepalive, reported when on
 
 	mu    sync.Mutex // guards conns and done
 	conns map[net.Conn]bool
@@ -113,6 +126,7 @@ func (s *connServer) serve(ctx context.Context, ln net.Listener, handle func(id 
 		s.conns[c] = true
 		s.mu.Unlock()
 		s.em.Emit(Event{Conn: id, Event: EvAccept, Detail: c.RemoteAddr().String()})
+		s.ka.report(s.em, id, c)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -126,8 +140,10 @@ func (s *connServer) serve(ctx context.Context, ln net.Listener, handle func(id 
 	}
 }
 
-// echo copies c back to itself and returns why it stopped.
-func echo(em *Emitter, id string, c net.Conn, idleClose time.Duration, stopping func() bool) string {
+// echo copies c back to itself, each chunk delay after it came, and returns why it
+// stopped. A peer that shut down its sending half still gets the echo of what it sent
+// before: the connection closes after it.
+func echo(ctx context.Context, em *Emitter, id string, c net.Conn, idleClose, delay time.Duration, stopping func() bool) string {
 	buf := make([]byte, 32<<10)
 	for {
 		if idleClose > 0 {
@@ -136,6 +152,9 @@ func echo(em *Emitter, id string, c net.Conn, idleClose time.Duration, stopping 
 		n, err := c.Read(buf)
 		if n > 0 {
 			em.Emit(Event{Conn: id, Event: EvRecv, N: count(n)})
+			if delay > 0 && !sleep(ctx, delay) {
+				return "shutdown"
+			}
 			if _, werr := c.Write(buf[:n]); werr != nil {
 				if stopping() {
 					return "shutdown"
