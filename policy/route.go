@@ -313,3 +313,23 @@ func lookup6(table []route6, a addr128) (Side, bool) {
 	}
 	return 0, false
 }
+
+// delivers reports whether a packet rewritten by NAT, leaving in dir, goes to a host
+// of the side it leaves by: not to one of the gateway's own addresses, and where the
+// family's networks are known, into the other side's.
+func (r *routes) delivers(p *packet.Info, dir Dir) bool {
+	if p.Version == 4 {
+		dst := a32(p.Dst)
+		if slices.Contains(r.own4, dst) {
+			return false
+		}
+		s, ok := lookup4(r.v4, dst)
+		return len(r.v4) == 0 || ok && s == dir.To()
+	}
+	dst := a128(p.Dst)
+	if slices.Contains(r.own6, dst) {
+		return false
+	}
+	s, ok := lookup6(r.v6, dst)
+	return len(r.v6) == 0 || ok && s == dir.To()
+}

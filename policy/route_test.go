@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/idlegate/idlegate/conntrack"
+	"github.com/idlegate/idlegate/internal/pkttest"
 	"github.com/idlegate/idlegate/packet"
 )
 
@@ -312,5 +316,34 @@ func TestNotForwardedMatchesNetip(t *testing.T) {
 				t.Errorf("%v -> %v: not-forwarded %v, netip says %v", p[0], p[1], got, want)
 			}
 		}
+	}
+}
+
+// icmpUnreachable4 is an ICMP port unreachable from src to dst quoting quoted.
+func icmpUnreachable4(t testing.TB, src, dst netip.Addr, quoted []byte) []byte {
+	return pkttest.Serialize(t, pkttest.IPLayer(src, dst, layers.IPProtocolICMPv4).(gopacket.SerializableLayer),
+		&layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(3, 3)}, gopacket.Payload(quoted))
+}
+
+// TestNATICMPErrorAboutNoPacketSent: under NAT an ICMP error crosses only when it
+// quotes a packet the gateway sent toward the error's sender, translated back; one
+// quoting a packet of the other way, as it arrived, is not related to anything and
+// would otherwise cross still addressed to the NAT address (the storm found these).
+func TestNATICMPErrorAboutNoPacketSent(t *testing.T) {
+	r := newRig(t, func(p *Policy) {
+		p.NAT = NAT{Enabled: true, Outside: []netip.Addr{out4}, Ports: PortRange{20000, 20100}}
+	})
+	c := ap(client4, 5000)
+	res := r.send(udp(t, c, ap(server4, 7000), "a"), Outbound, Forward, ReasonNew)
+	mapped := ap(out4, decode(t, res.Packet).sport)
+	// The server's datagram to the mapping, as the server sent it.
+	r.send(icmpUnreachable4(t, server4, out4, udp(t, ap(server4, 7000), mapped, "b")), Inbound, Drop, ReasonOrphan)
+	// The server's datagram as the gateway delivered it to the client: an error about
+	// it belongs on the inside, not coming from outside.
+	r.send(icmpUnreachable4(t, server4, out4, udp(t, ap(server4, 7000), c, "b")), Inbound, Drop, ReasonNoRoute)
+	// The real thing still crosses, to the client.
+	res = r.send(icmpUnreachable4(t, server4, out4, udp(t, mapped, ap(server4, 7000), "a")), Inbound, Forward, ReasonRelated)
+	if d := decode(t, res.Packet); d.dst != client4 {
+		t.Fatalf("the error went to %v, want the client", d.dst)
 	}
 }
