@@ -2,17 +2,19 @@
 # Both install what they need (Go modules; Debian packages through deps.sh).
 GO       ?= go
 BIN      := bin/idlegate
-FUZZTIME ?= 10s
-# Packages with fuzz targets and the targets in each, run for FUZZTIME each by `make test`.
-# PKG:TARGET:MINIMIZE bounds how long each new interesting input is minimized (go test
+# Every fuzz target in the tree, as ./pkg:FuzzName, found in the test files so that a
+# new one runs without being listed here. `make fuzz` runs each for FUZZTIME; `make
+# test` for FUZZTIME_SHORT, the CI budget.
+FUZZTIME       ?= 45s
+FUZZTIME_SHORT ?= 10s
+FUZZ_TARGETS := $(shell grep -rEo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' . | \
+	sed -E 's|^[.]/(.*)/[^/]*:func |./\1:|' | sort)
+# TARGET=LIMIT bounds how long each new interesting input is minimized (go test
 # -fuzzminimizetime, default 60s): FuzzReplay's inputs are whole captures of kilobytes and one
 # execution replays one through a fresh engine (about 0.7 ms), so minimizing each new input for
 # up to a minute left its workers no time to fuzz (8 executions in 10 s); 100x keeps them
 # fuzzing at about 1000 executions per second.
-FUZZ_TARGETS := \
-	./packet:FuzzDecode ./packet:FuzzParseIPv4 ./packet:FuzzParseIPv6 ./packet:FuzzParseTCP \
-	./packet:FuzzParseUDP ./packet:FuzzParseICMP ./packet:FuzzBuilders ./packet:FuzzRewrite \
-	./policy:FuzzEngine ./replay:FuzzReplay:100x
+FUZZ_MINIMIZE := FuzzReplay=100x
 
 .PHONY: all build deps test unit fuzz fuzz-short bench bench-micro lint demo clean
 
@@ -49,12 +51,13 @@ lint:
 	$(GO) vet ./...
 
 fuzz-short:
-	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME)
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_SHORT)
 
 fuzz:
+	@if [ -z "$(FUZZ_TARGETS)" ]; then echo "fuzz: found no fuzz targets"; exit 1; fi
 	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; min=60s; \
-		case $$rest in *:*) min=$${rest#*:};; esac; \
+		pkg=$${t%%:*}; name=$${t##*:}; min=60s; \
+		for m in $(FUZZ_MINIMIZE); do [ "$${m%%=*}" = "$$name" ] && min=$${m#*=}; done; \
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
 		$(GO) test $$pkg -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$$min; \
 	done

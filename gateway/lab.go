@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -71,12 +72,26 @@ type SideState struct {
 	Addr6     string `json:"addr6"`
 }
 
+// LabNetworks are the networks on each side of every lab, for the engine to route by:
+// the client's prefixes inside, the server's outside, and the NAT addresses as the
+// gateway's own (nothing answers on them when NAT is off).
+func LabNetworks() policy.Networks {
+	return policy.Networks{
+		Inside:  []netip.Prefix{lab.InsideNet4, lab.InsideNet6},
+		Outside: []netip.Prefix{lab.OutsideNet4, lab.OutsideNet6},
+		Gateway: []netip.Addr{lab.NATAddr4, lab.NATAddr6},
+	}
+}
+
 // StartLab builds the lab's namespaces, starts its gateway with the policy and serves
 // the control API, which answers as soon as StartLab returns. Stop tears everything
-// down; so does a failure of StartLab itself.
+// down; so does a failure of StartLab itself. The engine routes by LabNetworks.
 func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOptions) (*Running, error) {
 	eng, err := policy.NewEngine(pol)
 	if err != nil {
+		return nil, err
+	}
+	if err := eng.SetNetworks(LabNetworks()); err != nil {
 		return nil, err
 	}
 	l, err := lab.Up(cfg)

@@ -257,6 +257,32 @@ func decodeInner(pkt []byte, off int, v uint8, in *Inner) {
 	}
 }
 
+// IPv4HeaderChecksumValid reports whether b starts with a whole IPv4 header
+// (version 4, IHL >= 5, within b) whose header checksum is right: what Linux's
+// ip_rcv checks before routing. It is false for anything else, IPv6 included
+// (IPv6 has no header checksum). It reads only the header, so a packet whose
+// transport checksum is still partial (checksum offload) passes.
+func IPv4HeaderChecksumValid(b []byte) bool {
+	if len(b) < IPv4MinHeaderLen || b[ipv4VersIHL]>>4 != 4 {
+		return false
+	}
+	hl := int(b[ipv4VersIHL]&0x0f) * 4
+	if hl < IPv4MinHeaderLen || hl > len(b) {
+		return false
+	}
+	// The header without options, unrolled: this runs for every packet forwarded.
+	h := b[:IPv4MinHeaderLen]
+	s := uint64(binary.BigEndian.Uint32(h[0:])) + uint64(binary.BigEndian.Uint32(h[4:])) +
+		uint64(binary.BigEndian.Uint32(h[8:])) + uint64(binary.BigEndian.Uint32(h[12:])) +
+		uint64(binary.BigEndian.Uint32(h[16:]))
+	if hl > IPv4MinHeaderLen {
+		s += uint64(sum(b[IPv4MinHeaderLen:hl], 0))
+	}
+	s = s&0xffffffff + s>>32
+	s = s&0xffffffff + s>>32
+	return fold(uint32(s)) == 0xffff
+}
+
 // ChecksumsValid reports whether the checksums of the packet p describes
 // are correct: the IPv4 header checksum, and the transport checksum when the
 // whole transport segment is present (not a fragment) and the protocol is

@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -376,6 +377,37 @@ func TestDecodeMalformed(t *testing.T) {
 			var p Info
 			if err := Decode(tc.pkt, &p); !errors.Is(err, tc.want) {
 				t.Errorf("Decode = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestIPv4HeaderChecksumValid(t *testing.T) {
+	good := tcp4("192.0.2.1:40000", "198.51.100.7:443", TCPSyn, 1, 0, nil)
+	opts := withIPv4Options(good, []byte{1, 1, 1, 0})
+	bad := bytes.Clone(good)
+	bad[10] ^= 0x01
+	badL4 := bytes.Clone(good)
+	badL4[len(badL4)-3] ^= 0x01 // the TCP checksum: not the header's business
+	cases := []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"good", good, true},
+		{"options", opts, true},
+		{"bad header checksum", bad, false},
+		{"bad TCP checksum", badL4, true},
+		{"IHL past the buffer", append([]byte{0x4f}, good[1:20]...), false},
+		{"IHL below 5", append([]byte{0x44}, good[1:]...), false},
+		{"short", good[:19], false},
+		{"empty", nil, false},
+		{"IPv6", tcp6("[2001:db8::1]:1", "[2001:db8::2]:2", TCPSyn, 1, 0, nil), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IPv4HeaderChecksumValid(tc.b); got != tc.want {
+				t.Errorf("IPv4HeaderChecksumValid = %v, want %v", got, tc.want)
 			}
 		})
 	}

@@ -297,6 +297,9 @@ func FuzzParseIPv4(f *testing.F) {
 		if calc := calculateIPv4Checksum(v); v.checksumValid() != (calc == v.checksum() || calc == 0 && v.checksum() == 0xffff) {
 			t.Fatalf("checksumValid %v, calculated %#04x, field %#04x", v.checksumValid(), calc, v.checksum())
 		}
+		if IPv4HeaderChecksumValid(b) != v.checksumValid() {
+			t.Fatalf("IPv4HeaderChecksumValid %v, checksumValid %v", IPv4HeaderChecksumValid(b), v.checksumValid())
+		}
 		// gopacket, where it accepts the header, reads the same fields.
 		var g layers.IPv4
 		if g.DecodeFromBytes(b, nopFeedback{}) == nil {

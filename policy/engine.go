@@ -16,7 +16,8 @@ import (
 //
 // One call, Process, runs the packet path:
 //
-//  1. packet.Decode views the headers (malformed and never-forwarded packets stop here);
+//  1. packet.Decode views the headers; malformed packets, bad IPv4 header checksums,
+//     never-forwarded addresses and what a router would not route (route.go) stop here;
 //  2. a later fragment follows its first fragment's verdict (frag.go);
 //  3. a TCP, UDP or ICMP echo packet is tracked in the table (newconn.go): a live
 //     connection's packet is translated (translate.go) and forwarded; any other may
@@ -45,6 +46,10 @@ type Engine struct {
 
 	frags fragTable
 
+	// nets are the networks on each side (SetNetworks), compiled into routes.
+	nets   Networks
+	routes routes
+
 	// gone collects the entries the table destroyed during the current call; see
 	// destroy.go. rst and rstBufs hold the RSTs of reset_on_expire for one of them.
 	gone    []conntrack.Destroyed
@@ -69,6 +74,7 @@ func NewEngine(p Policy) (*Engine, error) {
 		frags:     newFragTable(),
 	}
 	e.nat.init(&e.pol.NAT)
+	e.routes = compileRoutes(&e.nets, &e.pol.NAT)
 	t, err := conntrack.New(conntrack.Config{
 		Capacity: p.Capacity,
 		OnFull:   conntrack.OnFull(p.OnFull),
@@ -90,8 +96,8 @@ func (e *Engine) Policy() Policy {
 }
 
 // SetPolicy changes the policy of a running engine. Timeouts, refresh rule, on_full,
-// orphan, reset_on_expire, max_conns_per_source and verdict_events change live; NAT
-// and capacity are fixed for the engine's life.
+// orphan, reset_on_expire, max_conns_per_source, source_check and verdict_events
+// change live; NAT and capacity are fixed for the engine's life.
 func (e *Engine) SetPolicy(p Policy) error {
 	if err := p.Validate(); err != nil {
 		return err
@@ -181,8 +187,12 @@ func (e *Engine) processLocked(pkt []byte, dir Dir, now time.Time, res *Result) 
 		res.Verdict, res.Reason = Drop, ReasonMalformed
 		return
 	}
-	if notForwarded(p) {
-		res.Verdict, res.Reason = Drop, ReasonNotForwarded
+	if p.Version == 4 && !packet.IPv4HeaderChecksumValid(pkt) {
+		res.Verdict, res.Reason = Drop, ReasonBadChecksum
+		return
+	}
+	if why, ok := e.routes.check(p, dir, e.pol.SourceCheck); !ok {
+		res.Verdict, res.Reason = Drop, why
 		return
 	}
 	if p.Fragment && !p.HasL4 {
@@ -212,12 +222,6 @@ func (e *Engine) processLocked(pkt []byte, dir Dir, now time.Time, res *Result) 
 	if p.Fragment && p.MoreFrags && p.FragOffset == 0 {
 		e.frags.record(wireSrc, wireDst, p, res.Verdict == Forward, now)
 	}
-}
-
-// notForwarded reports packets a router never forwards between these two links.
-func notForwarded(p *packet.Info) bool {
-	return p.Dst.IsMulticast() || p.Dst.IsLinkLocalUnicast() || p.Src.IsLinkLocalUnicast() ||
-		p.Dst.IsUnspecified() || p.Src.IsMulticast() || p.Dst.IsLoopback() || p.Src.IsLoopback()
 }
 
 // FlowKey is the connection-table tuple of a decoded packet as it is on the wire,

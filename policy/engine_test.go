@@ -9,7 +9,7 @@ import (
 	"github.com/idlegate/idlegate/packet"
 )
 
-// rig drives an engine on a manual clock.
+// rig drives an engine on a manual clock, in the lab's networks.
 type rig struct {
 	t   testing.TB
 	e   *Engine
@@ -26,6 +26,9 @@ func newRig(t testing.TB, mutate func(*Policy)) *rig {
 	}
 	e, err := NewEngine(p)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetNetworks(labNets); err != nil {
 		t.Fatal(err)
 	}
 	return &rig{t: t, e: e, now: t0, res: new(Result)}

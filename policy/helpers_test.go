@@ -23,6 +23,14 @@ var (
 	t0      = time.Unix(1_000_000, 0)
 )
 
+// labNets are the lab's networks (lab.InsideNet4 and so on; policy does not import
+// lab), with its NAT addresses as the gateway's own.
+var labNets = Networks{
+	Inside:  []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("fd00:18::/64")},
+	Outside: []netip.Prefix{netip.MustParsePrefix("198.19.0.0/24"), netip.MustParsePrefix("fd00:19::/64")},
+	Gateway: []netip.Addr{out4, out6},
+}
+
 // Packet builders: gopacket, independent of the packet package under test.
 var (
 	tcp = pkttest.TCP

@@ -96,6 +96,15 @@ func TestSet(t *testing.T) {
 	if p.Timeouts != before.Timeouts {
 		t.Fatal("a failed Set changed the policy")
 	}
+	if !p.SourceCheck {
+		t.Fatal("source_check is off by default")
+	}
+	if err := p.Set("source_check", "false"); err != nil || p.SourceCheck {
+		t.Fatalf("source_check=false: %v, SourceCheck %v", err, p.SourceCheck)
+	}
+	if err := p.Set("source_check", "maybe"); err == nil || !strings.Contains(err.Error(), "source_check") {
+		t.Fatalf("source_check=maybe: %v, want an error naming the key", err)
+	}
 }
 
 func TestParseDuration(t *testing.T) {

@@ -30,6 +30,12 @@ type Policy struct {
 	// MaxConnsPerSource limits live connections opened by one inside address; the
 	// connection over the limit is refused with a RST (ICMP for UDP). 0 means no limit.
 	MaxConnsPerSource int `yaml:"max_conns_per_source" json:"max_conns_per_source"`
+	// SourceCheck drops a packet whose source is not in the networks of the side it
+	// arrives on (reason spoofed), as Linux's strict reverse path filter (rp_filter=1)
+	// does. Turn it off to model asymmetric paths; martians and destinations with no
+	// route are dropped either way. It acts only where the engine knows the networks
+	// (Engine.SetNetworks).
+	SourceCheck bool `yaml:"source_check" json:"source_check"`
 	// NAT is source NAT of the inside network to one outside address.
 	NAT NAT `yaml:"nat" json:"nat"`
 	// VerdictEvents emits one VERDICT event per packet to event subscribers (opt-in:
@@ -83,14 +89,15 @@ type NAT struct {
 }
 
 // Default is Linux's netfilter: its timeouts, a 262144-entry table with early drop,
-// any packet refreshes, orphans dropped silently, no NAT.
+// any packet refreshes, orphans dropped silently, strict source check, no NAT.
 func Default() Policy {
 	return Policy{
-		Timeouts: fromConntrack(conntrack.DefaultTimeouts()),
-		Capacity: 262144, // nf_conntrack_max on a machine above 4 GiB of RAM
-		OnFull:   OnFull(conntrack.EarlyDrop),
-		Refresh:  Refresh(conntrack.RefreshAny),
-		Orphan:   OrphanDrop,
+		Timeouts:    fromConntrack(conntrack.DefaultTimeouts()),
+		Capacity:    262144, // nf_conntrack_max on a machine above 4 GiB of RAM
+		OnFull:      OnFull(conntrack.EarlyDrop),
+		Refresh:     Refresh(conntrack.RefreshAny),
+		Orphan:      OrphanDrop,
+		SourceCheck: true,
 		NAT: NAT{
 			Mapping:   EndpointIndependent,
 			Filtering: AddressAndPortDependent,

@@ -77,9 +77,22 @@ func (e *Engine) relatedLocked(pkt []byte, p *packet.Info, dir Dir, now time.Tim
 			ok = packet.SetInnerSource(pkt, p, rp.SrcAddr(), rp.SrcPort) &&
 				packet.SetInnerDestination(pkt, p, rp.DstAddr(), rp.DstPort) &&
 				packet.SetSource(pkt, p, rp.DstAddr(), 0)
+		default:
+			// The quote is the entry's reply tuple as it arrives, not the inverse of
+			// either: no packet the gateway sent (Linux finds no conntrack for it).
+			res.Conn = conntrack.Result{}
+			res.Verdict, res.Reason = Drop, ReasonOrphan
+			return
 		}
 		if !ok {
 			res.Verdict, res.Reason = Drop, ReasonNATNoAddress
+			return
+		}
+		// An error about a packet of the other way (one that never left toward the
+		// error's sender) would leave still addressed to the gateway.
+		if !e.routes.delivers(p, dir) {
+			res.Conn = conntrack.Result{}
+			res.Verdict, res.Reason = Drop, ReasonNoRoute
 			return
 		}
 	}

@@ -83,16 +83,20 @@ const (
 	ReasonNATNoPorts                 // every outside port is in use
 	ReasonMalformed                  // not a valid IP packet
 	ReasonFragment                   // a later fragment of a datagram whose first fragment was not forwarded
-	ReasonNotForwarded               // multicast, link-local or unspecified: never crosses a router
+	ReasonNotForwarded               // multicast, link-local or loopback: never crosses a router
+	ReasonSpoofed                    // its source is not in the networks of the side it came from (route.go; source_check)
+	ReasonNoRoute                    // its destination is neither in the other side's networks nor the NAT address (route.go)
+	ReasonMartian                    // an address no router forwards: 0.0.0.0/8, a broadcast, the gateway's own as source (route.go)
+	ReasonBadChecksum                // a wrong IPv4 header checksum (Linux ip_rcv drops it before routing)
 
 	// NumReasons is the number of reasons, the length of Stats.Reasons.
-	NumReasons = 16
+	NumReasons = 20
 )
 
 var reasonNames = [NumReasons]string{
 	"tracked", "new", "pickup", "related", "invalid", "untracked", "orphan", "table-full",
 	"source-limit", "nat-no-mapping", "nat-filtered", "nat-no-address", "nat-no-ports",
-	"malformed", "fragment", "not-forwarded",
+	"malformed", "fragment", "not-forwarded", "spoofed", "no-route", "martian", "bad-checksum",
 }
 
 func (r Reason) String() string { return enumName(reasonNames[:], int(r)) }

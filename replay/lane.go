@@ -114,7 +114,7 @@ type lane struct {
 	info packet.Info
 }
 
-func newLane(i int, p Profile, scale float64) (*lane, error) {
+func newLane(i int, p Profile, scale float64, nets policy.Networks) (*lane, error) {
 	pol, err := p.Policy.Scale(scale)
 	if err != nil {
 		return nil, err
@@ -122,6 +122,9 @@ func newLane(i int, p Profile, scale float64) (*lane, error) {
 	pol.VerdictEvents = false
 	eng, err := policy.NewEngine(pol)
 	if err != nil {
+		return nil, err
+	}
+	if err := eng.SetNetworks(nets); err != nil {
 		return nil, err
 	}
 	l := &lane{idx: i, name: p.Name, real: p.Policy, pol: pol, eng: eng, nat: pol.NAT.Enabled,

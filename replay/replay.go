@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/idlegate/idlegate/capture"
@@ -58,7 +59,11 @@ type Profile struct {
 type Options struct {
 	Profiles []Profile
 	// Inside lists the networks on the inside (client) side; empty means: use the
-	// capture's idlegate interfaces if it has them, else infer per flow.
+	// capture's idlegate interfaces if it has them, else infer per flow. The engines
+	// route by them too, everything else of their IP families outside: a packet from
+	// the wrong side is spoofed (unless a profile's source_check is off), one to its
+	// own side has no route. Without Inside the engines know no network and drop only
+	// martians and bad header checksums (see policy.Networks).
 	Inside []netip.Prefix
 	// Scale multiplies every timeout of every profile (0 or 1: none): for captures of a
 	// lab run with --time-scale. Reports show scaled and real values.
@@ -111,9 +116,13 @@ func Run(name string, r io.Reader, opt Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	nets := insideNetworks(opt.Inside)
+	if err := nets.Validate(); err != nil {
+		return nil, fmt.Errorf("inside networks: %w", err)
+	}
 	rp := &replayer{opt: opt, scale: scale, rd: rd, flowIdx: map[conntrack.Key]int32{}, insideAddr: map[netip.Addr]bool{}}
 	for i, p := range opt.Profiles {
-		l, err := newLane(i, p, scale)
+		l, err := newLane(i, p, scale, nets)
 		if err != nil {
 			return nil, fmt.Errorf("profile %s: %w", p.Name, err)
 		}
@@ -134,6 +143,27 @@ func Run(name string, r io.Reader, opt Options) (*Report, error) {
 		}
 	}
 	return rp.report(name), nil
+}
+
+// insideNetworks are the networks the engines route by for inside networks given:
+// those inside, and the rest of each IP family they name (a default route) outside.
+// None given, none known.
+func insideNetworks(inside []netip.Prefix) policy.Networks {
+	var n policy.Networks
+	if len(inside) == 0 {
+		return n
+	}
+	n.Inside = inside
+	for _, def := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
+		named := false
+		for _, p := range inside {
+			named = named || p.Addr().Is4() == def.Addr().Is4()
+		}
+		if named && !slices.Contains(inside, def) {
+			n.Outside = append(n.Outside, def)
+		}
+	}
+	return n
 }
 
 // flow is one 5-tuple of the capture, both directions.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -477,4 +478,44 @@ func FuzzReplay(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		Run("fuzz", bytes.NewReader(b), Options{Profiles: []Profile{profile(t, "aws-nat-gateway")}})
 	})
+}
+
+// TestReplayRoutesByInside: with --inside the engines know the networks (everything
+// else outside) and drop what a router there would not forward; without it they
+// know none and drop only martians and bad header checksums.
+func TestReplayRoutesByInside(t *testing.T) {
+	c := newCapture(t)
+	stranger := ap(netip.MustParseAddr("198.51.100.9"), 4000)
+	c.add(0, udpPkt(t, ap(client4, 4500), ap(server4, 4500), "ok"))                            // 1: inside to outside
+	c.add(s, udpPkt(t, ap(client4, 4501), stranger, "out"))                                    // 2: outside is everything else
+	c.add(2*s, udpPkt(t, ap(client4, 4502), ap(client4, 4503), "lan"))                         // 3: inside to inside
+	c.add(3*s, udpPkt(t, ap(client4, 4504), ap(netip.MustParseAddr("198.18.0.255"), 9), "bc")) // 4: the inside's broadcast
+	c.add(4*s, udpPkt(t, ap(netip.MustParseAddr("0.0.0.0"), 68), ap(server4, 67), "zero"))     // 5: a martian either way
+	b := c.pcap(layers.LinkTypeRaw)
+	reasons := func(opt Options) []policy.Reason {
+		var got []policy.Reason
+		opt.Profiles = []Profile{profile(t, "linux-conntrack")}
+		opt.Trace = func(p PacketTrace) { got = append(got, p.Reason) }
+		run(t, b, opt)
+		return got
+	}
+	inside := []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")}
+	for _, tc := range []struct {
+		name string
+		opt  Options
+		want []policy.Reason
+	}{
+		{"with --inside", Options{Inside: inside}, []policy.Reason{policy.ReasonNew, policy.ReasonNew, policy.ReasonNoRoute, policy.ReasonMartian, policy.ReasonMartian}},
+		{"without", Options{}, []policy.Reason{policy.ReasonNew, policy.ReasonNew, policy.ReasonNew, policy.ReasonNew, policy.ReasonMartian}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := reasons(tc.opt); !slices.Equal(got, tc.want) {
+				t.Errorf("reasons %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if _, err := Run("test.pcap", bytes.NewReader(b), Options{Profiles: []Profile{profile(t, "linux-conntrack")},
+		Inside: []netip.Prefix{netip.MustParsePrefix("198.18.0.2/24")}}); err == nil || !strings.Contains(err.Error(), "198.18.0.0/24") {
+		t.Errorf("Run with a host prefix: %v, want an error naming the network", err)
+	}
 }

@@ -38,6 +38,9 @@ expiry. With several profiles it prints a matrix of flows x profiles and one sen
 Captures: pcap or pcapng (gzip too), link types Ethernet (with VLAN tags), Linux cooked
 (SLL, SLL2) and raw IP. Inside/outside: the interfaces of an idlegate pcapng (0 inside,
 1 outside), else --inside, else per flow from who opened it (SYN sender, first UDP sender).
+With --inside the box also routes as a router there would: everything else is outside, a
+packet from the wrong side is dropped as spoofed, one to its own side as no-route; without
+--inside it knows no networks and drops only martians and bad IPv4 header checksums.
 A capture has no NAT: for NAT profiles an inbound packet is addressed to the flow's current
 outside mapping before the engine sees it. A flow already open when the capture started
 gets a synthetic handshake. No root needed.`,
