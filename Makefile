@@ -2,6 +2,10 @@
 # Both install what they need (Go modules; Debian packages through deps.sh).
 GO       ?= go
 BIN      := bin/idlegate
+# The version `idlegate version`, /v1/version and idlegate_build_info report: git describe
+# of this tree; a build outside git falls back to the module version, else "devel".
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS  := -X github.com/idlegate/idlegate/internal/version.stamp=$(VERSION)
 FUZZTIME ?= 10s
 # Packages with fuzz targets and the targets in each, run for FUZZTIME each by `make test`.
 FUZZ_TARGETS := \
@@ -18,7 +22,7 @@ deps:
 	@$(GO) mod download
 
 build: deps
-	$(GO) build -o $(BIN) ./cmd/idlegate
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/idlegate
 
 # Unit tests run as any user; the namespace tests need root and never skip when CI=true.
 # Then every playbook scenario (docs/playbook.md) plays in labs of its own, SCENARIO_PARALLEL

@@ -242,7 +242,8 @@ type PcapInfo struct {
 	// every packet.
 	Filter  string    `json:"filter,omitempty"`
 	Started time.Time `json:"started,omitzero"`
-	// Packets is the number of records written so far.
+	// Packets is the number of records written so far (the gateway flushes them to
+	// the file within a second).
 	Packets int `json:"packets"`
 	// Failed is the last recording a write error stopped, until the next starts.
 	Failed *PcapStatus `json:"failed,omitempty"`

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/idlegate/idlegate/capture"
@@ -28,6 +29,16 @@ type recording struct {
 	*capture.File
 	filter  *control.Filter
 	started time.Time
+	packets atomic.Int64 // records written, buffered ones included
+}
+
+// Write records a packet (capture.File.Write) and counts it.
+func (r *recording) Write(side policy.Side, t time.Time, pkt []byte, c capture.Comment) error {
+	err := r.File.Write(side, t, pkt, c)
+	if err == nil {
+		r.packets.Add(1)
+	}
+	return err
 }
 
 // keeps reports whether the recording takes a packet the engine decided with res
@@ -151,8 +162,7 @@ func (g *Gateway) PcapInfo() control.PcapInfo {
 	defer g.pcmu.Unlock()
 	var info control.PcapInfo
 	if p := g.pcap.Load(); p != nil {
-		st := p.Status()
-		info = control.PcapInfo{Recording: true, Path: p.Path(), Started: p.started, Packets: st.Packets}
+		info = control.PcapInfo{Recording: true, Path: p.Path(), Started: p.started, Packets: int(p.packets.Load())}
 		if p.filter != nil {
 			info.Filter = p.filter.String()
 		}

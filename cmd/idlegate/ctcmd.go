@@ -253,6 +253,9 @@ func plural(n int, what string) string {
 	if n == 1 {
 		return "1 " + what
 	}
+	if strings.HasSuffix(what, "s") {
+		return strconv.Itoa(n) + " " + what + "es"
+	}
 	return strconv.Itoa(n) + " " + what + "s"
 }
 
