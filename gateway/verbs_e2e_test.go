@@ -38,7 +38,7 @@ func flowOf(local netip.AddrPort) control.Filter {
 // acceptOne accepts one connection in the server namespace and reports the error
 // that ends its reading.
 type acceptOne struct {
-	addr netip.AddrPort
+	addr  netip.AddrPort
 	ended chan error
 }
 
