@@ -24,6 +24,7 @@ import (
 	"github.com/idlegate/idlegate/capture"
 	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/internal/pkttest"
+	"github.com/idlegate/idlegate/internal/version"
 	"github.com/idlegate/idlegate/policy"
 	"github.com/idlegate/idlegate/tun"
 )
@@ -203,6 +204,15 @@ func TestMetricsLint(t *testing.T) {
 	cmd.Stdin = bytes.NewReader(page)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestVersionRoute: GET /v1/version is the build's stamp.
+func TestVersionRoute(t *testing.T) {
+	_, c, _ := memGateway(t, policy.Default(), nil)
+	v, err := c.Version(context.Background())
+	if err != nil || v != version.Get() || v.Version == "" {
+		t.Errorf("GET /v1/version = %+v, %v; want %+v", v, err, version.Get())
 	}
 }
 

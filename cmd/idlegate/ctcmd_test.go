@@ -177,6 +177,27 @@ func TestCLIConntrackVerbs(t *testing.T) {
 		}
 	})
 
+	t.Run("watch", func(t *testing.T) {
+		w := startEvents(t, "ct", "list", "--name", name, "--watch", "--interval", "200ms", "-p", "icmp")
+		time.Sleep(700 * time.Millisecond)
+		w.cmd.Process.Signal(os.Interrupt)
+		var heads, rows int
+		for _, l := range w.lines(t, 1000, 5*time.Second) {
+			switch {
+			case strings.Contains(l, "lab "+name+"  every 200ms  proto=icmp"):
+				heads++
+			case strings.Contains(l, "type=8 code=0"):
+				rows++
+			}
+		}
+		if heads < 3 || rows != heads {
+			t.Errorf("ct list --watch for 0.9s at 200ms: %d headers, %d icmp rows; want at least 3 of each, one per listing", heads, rows)
+		}
+		if err := <-w.done; err != nil {
+			t.Errorf("ct list --watch after SIGINT: %v, want exit 0", err)
+		}
+	})
+
 	t.Run("count", func(t *testing.T) {
 		if r := want(t, 0, "ct", "count", "--name", name); strings.TrimSpace(r.stdout) != "3" {
 			t.Errorf("ct count = %q, want 3", r.stdout)
@@ -625,6 +646,20 @@ func TestCLIUnknownCommands(t *testing.T) {
 	if r := want(t, 0, "ct"); !strings.Contains(r.stdout, "Available Commands") {
 		t.Errorf("idlegate ct: %q, want its help", r.stdout)
 	}
+}
+
+// TestCLICapacityBeyondTheTable: a capacity the table cannot hold is a
+// configuration error naming the key and its line, exit 2, before anything starts.
+func TestCLICapacityBeyondTheTable(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "huge.yaml")
+	if err := os.WriteFile(path, []byte("orphan: reset\ncapacity: 1000000000000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	name := uniqueName("cap-")
+	cleanupLab(t, name)
+	oneLine(t, want(t, 2, "lab", "up", "--name", name, "--config", path), "line 2", "capacity", "at most 2147483647")
+	oneLine(t, want(t, 2, "lab", "up", "--name", name, "--set", "capacity=1000000000000"), "--set capacity=1000000000000", "at most 2147483647")
 }
 
 // TestCLIVersion: --version and version print the same stamp, -o json its parts.

@@ -5,9 +5,10 @@
 //
 //	0  success
 //	1  the command ran and failed (a demo outcome did not happen, an I/O error)
-//	2  bad usage or bad configuration (unknown flag, bad policy file, bad KEY=VALUE)
-//	3  the machine cannot run a lab (not root, no /dev/net/tun)
-//	4  lab state (no such lab, lab name in use)
+//	2  bad usage or bad configuration (unknown command or flag, bad policy file, bad
+//	   KEY=VALUE, bad filter)
+//	3  the machine cannot run a lab (not root, no /dev/net/tun, a root-only control socket)
+//	4  lab state (no such lab, lab name in use, a gateway that died or stopped)
 package main
 
 import (
@@ -102,7 +103,10 @@ firewall or NAT with per-state idle timeouts and a bounded table. Packets of flo
 forgot are dropped, reset, answered with ICMP, or remapped, as real middleboxes do.
 
 Exit codes: 0 success, 1 failure, 2 bad usage or configuration, 3 the machine cannot
-run a lab (not root, no /dev/net/tun), 4 lab state (no such lab, name in use).`,
+run a lab (not root, no /dev/net/tun, a root-only control socket), 4 lab state (no such
+lab, name in use, a gateway that died or stopped).
+
+Commands that address a lab take --name NAME, by default $IDLEGATE_LAB, else idlegate.`,
 		Example: `  sudo idlegate lab up --config policy.yaml --detach
   sudo idlegate lab exec client -- curl http://198.19.0.2/
   sudo idlegate ct list
