@@ -432,18 +432,23 @@ func TestCLILabEnds(t *testing.T) {
 
 	t.Run("not root", func(t *testing.T) {
 		exe := nobodyCopy(t)
-		cmd := exec.Command(exe, "ct", "list", "--name", name)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
-			t.Fatalf("ct list as nobody: %v, %q; want exit 3", err, stderr.String())
-		}
-		oneLine(t, result{stderr: stderr.String()}, "control socket", "only root may open", "/run/idlegate/"+name)
-		if strings.Contains(stderr.String(), "namespaces") {
-			t.Errorf("as nobody: %q blames namespaces; the reason is the root-only run directory", stderr.String())
+		for _, args := range [][]string{
+			{"ct", "list", "--name", name}, {"policy", "show", "--name", name}, {"lab", "show", "--name", name}, {"lab", "list"},
+		} {
+			cmd := exec.Command(exe, args...)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+				t.Errorf("%s as nobody: %v, %q; want exit 3", strings.Join(args, " "), err, stderr.String())
+				continue
+			}
+			oneLine(t, result{stderr: stderr.String()}, "only root may", "/run/idlegate/", "run this as root")
+			if strings.Contains(stderr.String(), "namespaces") {
+				t.Errorf("%s as nobody: %q blames namespaces; the reason is the root-only run directory", strings.Join(args, " "), stderr.String())
+			}
 		}
 	})
 
