@@ -225,7 +225,7 @@ func nameFlag(c *cobra.Command, name *string) {
 	if def == "" {
 		def = lab.DefaultName
 	}
-	c.Flags().StringVar(name, "name", def, "the lab's `NAME` (default $"+labEnv+", else "+lab.DefaultName+")")
+	c.Flags().StringVar(name, "name", def, "the lab's `NAME`; $"+labEnv+" sets the default")
 }
 
 // writeJSONOut writes v as indented JSON, for -o json, with < > & as they are.
