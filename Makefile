@@ -2,6 +2,10 @@
 # Both install what they need (Go modules; Debian packages through deps.sh).
 GO       ?= go
 BIN      := bin/idlegate
+# The version `idlegate version`, /v1/version and idlegate_build_info report: git describe
+# of this tree; a build outside git falls back to the module version, else "devel".
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS  := -X github.com/idlegate/idlegate/internal/version.stamp=$(VERSION)
 # Every fuzz target in the tree, as ./pkg:FuzzName, found in the test files so that a
 # new one runs without being listed here. `make fuzz` runs each for FUZZTIME; `make
 # test` for FUZZTIME_SHORT, the CI budget.
@@ -25,7 +29,7 @@ deps:
 	@$(GO) mod download
 
 build: deps
-	$(GO) build -o $(BIN) ./cmd/idlegate
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/idlegate
 
 # Unit tests run as any user; the namespace tests need root and never skip when CI=true.
 # Then every playbook scenario (docs/playbook.md) and each of its variants plays in labs of its

@@ -30,7 +30,9 @@ func (e EventType) String() string {
 
 // Event is one change to an entry, a value.
 type Event struct {
-	Type            EventType
+	Type EventType
+	// ID is the entry's Entry.ID (0 for a VERDICT of a packet of no entry).
+	ID              uint64
 	Time            time.Time
 	Orig, Reply     Key
 	Proto           uint8
@@ -50,6 +52,7 @@ type Event struct {
 func (e *Entry) Event(typ EventType, at time.Time) Event {
 	return Event{
 		Type:     typ,
+		ID:       e.ID,
 		Time:     at,
 		Orig:     e.Orig,
 		Reply:    e.Reply,

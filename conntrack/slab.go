@@ -74,6 +74,9 @@ const (
 	maxRecords = 1<<31 - 1
 )
 
+// MaxCapacity is the largest Config.Capacity a table takes.
+const MaxCapacity = maxRecords
+
 // slab stores records in fixed chunks that never move, reusing freed slots
 // through a free list. The reply tuples of NATed entries are kept beside
 // them, in chunks of keys allocated when a chunk first holds a NATed entry,

@@ -41,6 +41,20 @@ type Ref struct {
 // IsZero reports whether r is the zero Ref.
 func (r Ref) IsZero() bool { return r.gen == 0 }
 
+// ID is the id of the entry r refers to (Entry.ID), 0 for the zero Ref.
+func (r Ref) ID() uint64 {
+	if r.gen&1 == 0 {
+		return 0
+	}
+	return entryID(r.idx, r.gen)
+}
+
+// entryID numbers the entry in slot i with live generation gen: the slot's
+// uses before this one in the high 32 bits, the slot plus one in the low
+// ones. Ids are unique over the table's life (until a slot is reused 2^31
+// times) and small while slots are not reused: 1, 2, 3, ...
+func entryID(i, gen uint32) uint64 { return uint64(gen>>1)<<32 | uint64(i+1) }
+
 // Result is what Track or Create did with one packet.
 type Result struct {
 	Status          Status
@@ -64,6 +78,9 @@ type Result struct {
 
 // Entry is a snapshot of one entry.
 type Entry struct {
+	// ID names the entry for its whole life and no other entry ever has it,
+	// as conntrack -L -o id shows Linux's; never 0.
+	ID          uint64
 	Orig, Reply Key // Reply differs from Orig.Reply() under NAT
 	Proto       uint8
 	State       TCPState // TCPNone for protocols other than TCP
@@ -455,6 +472,7 @@ func (t *Table) destroyLocked(i uint32, r *record, reason Reason, ns int64, gone
 
 func (t *Table) entryLocked(i uint32, r *record) Entry {
 	e := Entry{
+		ID:          entryID(i, r.gen),
 		Orig:        r.origKey(),
 		Reply:       t.replyKeyLocked(i, r),
 		Proto:       r.proto,

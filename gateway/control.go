@@ -5,188 +5,73 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 
-	"github.com/idlegate/idlegate/conntrack"
+	"github.com/idlegate/idlegate/control"
+	"github.com/idlegate/idlegate/internal/version"
 	"github.com/idlegate/idlegate/policy"
 )
 
-// The control API is HTTP over a unix socket (mode 0600) in the lab's run directory:
+// The control API is HTTP over a unix socket (mode 0600) in the lab's run directory.
+// Package control documents its routes and owns its types; routes below is the one
+// list of what the gateway serves, which the checked-in OpenAPI document
+// (control.OpenAPI) describes, route for route (TestOpenAPIRoutes).
 //
-//	GET  /v1/conntrack          the table, like conntrack -L (JSON array of Conn)
-//	GET  /v1/events[?verdicts=1] live events as NDJSON until the client hangs up
-//	POST /v1/flush              forget every connection (a middlebox reboot)
-//	GET  /v1/policy             the policy in force (JSON; ?format=yaml for YAML)
-//	POST /v1/policy             {"set": ["timeouts.tcp.established=10s", "orphan=reset"]}
-//	POST /v1/pcap               {"path": "/tmp/x.pcapng"} starts recording to a new file (mode 0600;
-//	                            never through a symlink; "force": true overwrites an existing one),
-//	                            {"path": ""} stops; answers {"pcap": path, "ended": PcapStatus}
-//	GET  /v1/stats              engine and device counters
-//	GET  /metrics               Prometheus metrics
-//
-// Errors are JSON {"error": "one sentence"} with a 4xx or 5xx status.
+// Every change an API call makes (policy set, flush, delete, expire, update, pcap
+// start and stop) is logged at level INFO with who asked (the peer's uid, pid and
+// command, from SO_PEERCRED), what, and when (the log line's time).
 
-// Conn is one row of the table as the API shows it.
-type Conn struct {
-	Proto       string    `json:"proto"`
-	State       string    `json:"state"`
-	Assured     bool      `json:"assured"`
-	TimeoutLeft float64   `json:"timeout_left_s"`
-	Timeout     float64   `json:"timeout_s"`
-	Orig        Tuple     `json:"orig"`
-	Reply       Tuple     `json:"reply"`
-	NAT         string    `json:"nat,omitempty"`
-	Packets     [2]uint64 `json:"packets"`
-	Bytes       [2]uint64 `json:"bytes"`
-	Idle        float64   `json:"idle_s"`
+// route is one endpoint of the control API.
+type route struct {
+	method, path string
+	handle       http.HandlerFunc
 }
 
-// Tuple is one direction of a connection.
-type Tuple struct {
-	Src     string `json:"src"`
-	Dst     string `json:"dst"`
-	SrcPort uint16 `json:"sport"`
-	DstPort uint16 `json:"dport"`
-}
-
-func tupleOf(k conntrack.Key) Tuple {
-	return Tuple{Src: k.SrcAddr().String(), Dst: k.DstAddr().String(), SrcPort: k.SrcPort, DstPort: k.DstPort}
-}
-
-// connOf renders a table entry.
-func connOf(e conntrack.EntryInfo, now time.Time) Conn {
-	c := Conn{
-		Proto:       conntrack.ProtoName(e.Orig.Proto),
-		Assured:     e.Assured,
-		TimeoutLeft: e.TimeLeft.Seconds(),
-		Timeout:     e.Timeout.Seconds(),
-		Orig:        tupleOf(e.Orig),
-		Reply:       tupleOf(e.Reply),
-		Packets:     e.Packets,
-		Bytes:       e.Bytes,
-		Idle:        now.Sub(e.LastSeen).Seconds(),
+// routes are the control API's endpoints.
+func (g *Gateway) routes() []route {
+	return []route{
+		{"GET", "/v1/lab", g.serveLab},
+		{"GET", "/v1/version", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, version.Get()) }},
+		{"GET", "/v1/conntrack", g.serveConntrack},
+		{"GET", "/v1/conntrack/count", g.serveCount},
+		{"DELETE", "/v1/conntrack", g.serveDelete},
+		{"POST", "/v1/conntrack/expire", g.serveExpire},
+		{"PATCH", "/v1/conntrack", g.serveUpdate},
+		{"POST", "/v1/flush", g.serveFlush},
+		{"GET", "/v1/events", g.serveEvents},
+		{"GET", "/v1/policy", g.servePolicy},
+		{"POST", "/v1/policy", g.serveSetPolicy},
+		{"GET", "/v1/pcap", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, g.PcapInfo()) }},
+		{"POST", "/v1/pcap", g.serveSetPcap},
+		{"GET", "/v1/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, g.StatsJSON()) }},
+		{"GET", "/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(control.OpenAPI)
+		}},
+		{"GET", "/metrics", g.metricsHandler().ServeHTTP},
 	}
-	if e.Orig.Proto == conntrack.ProtoTCP {
-		c.State = e.State.String()
-	} else if e.Assured {
-		c.State = "ASSURED"
-	} else {
-		c.State = "UNREPLIED"
-	}
-	if e.Reply != e.Orig.Reply() {
-		if e.Reply.DstAddr() != e.Orig.SrcAddr() || e.Reply.DstPort != e.Orig.SrcPort {
-			c.NAT = fmt.Sprintf("%s:%d -> %s:%d", e.Orig.SrcAddr(), e.Orig.SrcPort, e.Reply.DstAddr(), e.Reply.DstPort)
-		}
-	}
-	return c
-}
-
-// EventJSON is one event as the API streams it.
-type EventJSON struct {
-	Time     time.Time `json:"time"`
-	T        float64   `json:"t"` // seconds since the gateway started
-	Type     string    `json:"type"`
-	Proto    string    `json:"proto,omitempty"`
-	State    string    `json:"state,omitempty"`
-	OldState string    `json:"old_state,omitempty"`
-	Orig     string    `json:"orig,omitempty"`
-	Reply    string    `json:"reply,omitempty"`
-	// Reason is why: a DESTROY's conntrack reason ("expired"), a VERDICT's policy
-	// reason ("orphan").
-	Reason  string  `json:"reason,omitempty"`
-	Idle    float64 `json:"idle_s,omitempty"`
-	Timeout float64 `json:"timeout_s,omitempty"`
-	// VERDICT only: the verdict, the packet's direction, and whether it was a TCP
-	// keepalive probe.
-	Verdict   string `json:"verdict,omitempty"`
-	Dir       string `json:"dir,omitempty"`
-	Keepalive bool   `json:"keepalive,omitempty"`
-}
-
-// EventOf renders an event; start is the gateway's start time.
-func EventOf(ev policy.Event, start time.Time) EventJSON {
-	j := EventJSON{
-		Time: ev.Time,
-		T:    ev.Time.Sub(start).Seconds(),
-		Type: ev.Type.String(),
-	}
-	if ev.Orig != (conntrack.Key{}) {
-		j.Proto = conntrack.ProtoName(ev.Orig.Proto)
-		j.Orig = ev.Orig.String()
-		j.Reply = ev.Reply.String()
-	}
-	if ev.Orig.Proto == conntrack.ProtoTCP && ev.Type != conntrack.EventVerdict {
-		j.State, j.OldState = ev.State.String(), ev.OldState.String()
-	}
-	switch ev.Type {
-	case conntrack.EventDestroy:
-		j.Reason = ev.Reason.String()
-		j.Idle, j.Timeout = ev.Idle.Seconds(), ev.Timeout.Seconds()
-	case conntrack.EventVerdict:
-		j.Verdict, j.Reason, j.Dir, j.Keepalive = ev.Verdict.String(), ev.Cause.String(), ev.Dir.String(), ev.Keepalive
-	}
-	return j
-}
-
-// PcapRequest is the body of POST /v1/pcap.
-type PcapRequest struct {
-	Path  string `json:"path"`            // "" stops recording
-	Force bool   `json:"force,omitempty"` // overwrite an existing file
-}
-
-// PcapAnswer is the answer to POST /v1/pcap: the file now recorded ("" for none) and
-// the recording that ended (the one replaced or stopped, or the last one a write error
-// stopped), if any.
-type PcapAnswer struct {
-	Pcap  string      `json:"pcap"`
-	Ended *PcapStatus `json:"ended,omitempty"`
-}
-
-// StatsJSON is the body of GET /v1/stats.
-type StatsJSON struct {
-	Uptime        float64           `json:"uptime_s"`
-	Entries       int               `json:"entries"`
-	Verdicts      map[string]uint64 `json:"verdicts"`
-	Reasons       map[string]uint64 `json:"reasons"`
-	Table         conntrack.Stats   `json:"table"`
-	Injected      uint64            `json:"injected"`
-	NATMaps       int               `json:"nat_mappings"`
-	EventsDropped uint64            `json:"events_dropped"`
-	Inside        SideStats         `json:"inside"`
-	Outside       SideStats         `json:"outside"`
-	Pcap          string            `json:"pcap,omitempty"` // the file being recorded
-	// PcapWriteErrors counts recordings a write error stopped; PcapFailed is the last
-	// of them, until a recording starts again.
-	PcapWriteErrors uint64      `json:"pcap_write_errors"`
-	PcapFailed      *PcapStatus `json:"pcap_failed,omitempty"`
 }
 
 // StatsJSON gathers every counter.
-func (g *Gateway) StatsJSON() StatsJSON {
+func (g *Gateway) StatsJSON() control.Stats {
 	es := g.cfg.Engine.Stats()
 	ds := g.Stats()
-	j := StatsJSON{
-		Uptime:        g.Now().Sub(g.start).Seconds(),
-		Entries:       g.cfg.Engine.Len(),
-		Verdicts:      es.VerdictCounts(),
-		Reasons:       es.ReasonCounts(),
-		Table:         es.Table,
-		Injected:      es.Injected,
-		NATMaps:       es.NATMaps,
-		EventsDropped: es.EventsDropped,
-		Inside:        ds[policy.Inside],
-		Outside:       ds[policy.Outside],
-		Pcap:          g.PcapPath(),
-
-		PcapWriteErrors: g.PcapWriteErrors(),
-	}
+	j := control.StatsOf(&es, g.cfg.Engine.Policy().Capacity)
+	j.Uptime = g.Now().Sub(g.start).Seconds()
+	j.Entries = g.cfg.Engine.Len()
+	j.Inside, j.Outside = ds[policy.Inside], ds[policy.Outside]
+	j.Pcap = g.PcapPath()
+	j.PcapWriteErrors = g.PcapWriteErrors()
 	if st, ok := g.PcapFailed(); ok {
 		j.PcapFailed = &st
 	}
@@ -200,7 +85,13 @@ func (g *Gateway) Serve(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	return g.serve(ctx, ln)
+	return g.serve(ctx, ln, g.handler())
+}
+
+// ServeMetrics answers GET /metrics (and nothing else: the control API never leaves
+// its unix socket) on ln, a TCP listener, until ctx is done.
+func (g *Gateway) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	return g.serve(ctx, ln, jsonErrors([]route{{"GET", "/metrics", g.metricsHandler().ServeHTTP}}))
 }
 
 // listenControl listens on a unix socket at path, mode 0600, replacing a stale one.
@@ -217,10 +108,14 @@ func listenControl(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// serve answers the control API on ln until ctx is done, then closes ln and removes
-// its socket file.
-func (g *Gateway) serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: g.handler(), BaseContext: func(net.Listener) context.Context { return ctx }}
+// serve answers h on ln until ctx is done, then closes ln and removes its socket
+// file, if it is one.
+func (g *Gateway) serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{
+		Handler:     h,
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		ConnContext: withPeer,
+	}
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -239,85 +134,261 @@ func (g *Gateway) serve(ctx context.Context, ln net.Listener) error {
 }
 
 // handler is the control API.
-func (g *Gateway) handler() http.Handler {
+func (g *Gateway) handler() http.Handler { return jsonErrors(g.routes()) }
+
+// jsonErrors serves rs, and answers a request for any other path (404) or method
+// (405, with Allow) with a JSON error like every other.
+func jsonErrors(rs []route) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/conntrack", func(w http.ResponseWriter, r *http.Request) {
-		now := g.Now()
-		rows := []Conn{}
-		for _, e := range g.cfg.Engine.List(now, nil) {
-			rows = append(rows, connOf(e, now))
-		}
-		writeJSON(w, http.StatusOK, rows)
-	})
-	mux.HandleFunc("GET /v1/events", g.serveEvents)
-	mux.HandleFunc("POST /v1/flush", func(w http.ResponseWriter, r *http.Request) {
-		n := g.cfg.Engine.Flush(g.Now())
-		writeJSON(w, http.StatusOK, map[string]int{"flushed": n})
-	})
-	mux.HandleFunc("GET /v1/policy", func(w http.ResponseWriter, r *http.Request) {
-		p := g.cfg.Engine.Policy()
-		if r.URL.Query().Get("format") == "yaml" {
-			w.Header().Set("Content-Type", "application/yaml")
-			fmt.Fprint(w, p.YAML())
+	methods := map[string][]string{}
+	for _, r := range rs {
+		mux.HandleFunc(r.method+" "+r.path, r.handle)
+		methods[r.path] = append(methods[r.path], r.method)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern != "" {
+			mux.ServeHTTP(w, r)
 			return
 		}
-		writeJSON(w, http.StatusOK, p)
-	})
-	mux.HandleFunc("POST /v1/policy", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Set []string `json:"set"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "body must be JSON like {\"set\": [\"orphan=reset\"]}")
-			return
-		}
-		p := g.cfg.Engine.Policy()
-		for _, kv := range req.Set {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				writeError(w, http.StatusBadRequest, fmt.Sprintf("%q is not KEY=VALUE, e.g. timeouts.tcp.established=10s", kv))
-				return
+		if allow, ok := methods[r.URL.Path]; ok {
+			if slices.Contains(allow, "GET") {
+				allow = append(allow, "HEAD")
 			}
-			if err := p.Set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-		}
-		if err := g.cfg.Engine.SetPolicy(p); err != nil {
-			writeError(w, http.StatusConflict, err.Error())
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s is not served: the methods of %s are %s", r.Method, r.URL.Path, r.URL.Path, strings.Join(allow, ", ")))
 			return
 		}
-		writeJSON(w, http.StatusOK, g.cfg.Engine.Policy())
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no such route %s; the routes are listed in GET /v1/openapi.json", r.URL.Path))
 	})
-	mux.HandleFunc("POST /v1/pcap", func(w http.ResponseWriter, r *http.Request) {
-		var req PcapRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "body must be JSON like {\"path\": \"/tmp/run.pcapng\", \"force\": false}")
-			return
-		}
-		ended, err := g.SetPcap(req.Path, req.Force)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
-		ans := PcapAnswer{Pcap: req.Path}
-		if ended.Path != "" {
-			ans.Ended = &ended
-		}
-		writeJSON(w, http.StatusOK, ans)
-	})
-	mux.HandleFunc("GET /v1/stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, g.StatsJSON())
-	})
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(&collector{g: g})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return mux
 }
 
+// peer is who is at the other end of a unix socket connection.
+type peer struct {
+	uid, pid int
+	comm     string
+}
+
+type peerKey struct{}
+
+// withPeer records the credentials of a unix socket peer (SO_PEERCRED) in the
+// connection's context.
+func withPeer(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) { cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	if err != nil || cred == nil {
+		return ctx
+	}
+	p := peer{uid: int(cred.Uid), pid: int(cred.Pid)}
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/comm"); err == nil {
+		p.comm = strings.TrimSpace(string(b))
+	}
+	return context.WithValue(ctx, peerKey{}, p)
+}
+
+// audit logs a change made through the API: who (the peer), what, and the details.
+func (g *Gateway) audit(r *http.Request, what string, attrs ...any) {
+	who := []any{"what", what}
+	if p, ok := r.Context().Value(peerKey{}).(peer); ok {
+		who = append(who, "peer_uid", p.uid, "peer_pid", p.pid, "peer_command", p.comm)
+	}
+	g.cfg.Log.Info("api change", append(who, attrs...)...)
+}
+
+// filterOf reads the request's filter; on a bad one it answers 400 and reports false.
+// need refuses the zero filter (the verbs that change connections).
+func filterOf(w http.ResponseWriter, r *http.Request, need string) (control.Filter, bool) {
+	f, err := control.ParseFilter(r.URL.Query())
+	if err == nil && len(f.Events) > 0 {
+		err = errors.New("event= picks event types, for GET /v1/events only")
+	}
+	if err == nil && need != "" && f.IsZero() {
+		err = fmt.Errorf("%s needs a filter (e.g. dport=80 or id=7); POST /v1/flush forgets every connection", need)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return f, false
+	}
+	return f, true
+}
+
+func (g *Gateway) serveConntrack(w http.ResponseWriter, r *http.Request) {
+	f, ok := filterOf(w, r, "")
+	if !ok {
+		return
+	}
+	now := g.Now()
+	list := g.cfg.Engine.List(now, f.Match())
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	rows := make([]control.Conn, 0, len(list))
+	for i := range list {
+		rows = append(rows, control.ConnOf(&list[i], now))
+	}
+	writeJSON(w, http.StatusOK, rows)
+}
+
+func (g *Gateway) serveCount(w http.ResponseWriter, r *http.Request) {
+	f, ok := filterOf(w, r, "")
+	if !ok {
+		return
+	}
+	n := len(g.cfg.Engine.List(g.Now(), f.Match()))
+	writeJSON(w, http.StatusOK, map[string]int{"count": n})
+}
+
+func (g *Gateway) serveDelete(w http.ResponseWriter, r *http.Request) {
+	f, ok := filterOf(w, r, "DELETE /v1/conntrack")
+	if !ok {
+		return
+	}
+	n := g.cfg.Engine.Delete(g.Now(), f.Match())
+	g.audit(r, "delete", "filter", f.String(), "deleted", n)
+	writeJSON(w, http.StatusOK, map[string]int{"deleted": n})
+}
+
+func (g *Gateway) serveExpire(w http.ResponseWriter, r *http.Request) {
+	f, ok := filterOf(w, r, "POST /v1/conntrack/expire")
+	if !ok {
+		return
+	}
+	now := g.Now()
+	n, rsts := g.cfg.Engine.Expire(now, f.Match(), nil)
+	var one [1][]byte
+	g.injectExpiryResets(&one, rsts, now)
+	g.audit(r, "expire", "filter", f.String(), "expired", n, "resets", len(rsts))
+	writeJSON(w, http.StatusOK, map[string]int{"expired": n})
+}
+
+func (g *Gateway) serveUpdate(w http.ResponseWriter, r *http.Request) {
+	f, ok := filterOf(w, r, "PATCH /v1/conntrack")
+	if !ok {
+		return
+	}
+	var req control.TimeoutRequest
+	if err := decodeBody(r, &req); err != nil || math.IsNaN(req.Timeout) || req.Timeout < 0 || req.Timeout > 1e9 {
+		writeError(w, http.StatusBadRequest, `body must be JSON like {"timeout_s": 30}, a time left of 0 seconds or more`)
+		return
+	}
+	left := time.Duration(req.Timeout * float64(time.Second))
+	n := g.cfg.Engine.SetTimeLeft(g.Now(), f.Match(), left)
+	g.audit(r, "update", "filter", f.String(), "timeout", left, "updated", n)
+	writeJSON(w, http.StatusOK, map[string]int{"updated": n})
+}
+
+func (g *Gateway) serveFlush(w http.ResponseWriter, r *http.Request) {
+	n := g.cfg.Engine.Flush(g.Now())
+	g.audit(r, "flush", "flushed", n)
+	writeJSON(w, http.StatusOK, map[string]int{"flushed": n})
+}
+
+func (g *Gateway) servePolicy(w http.ResponseWriter, r *http.Request) {
+	p := g.cfg.Engine.Policy()
+	switch r.URL.Query().Get("format") {
+	case "yaml":
+		w.Header().Set("Content-Type", "application/yaml")
+		fmt.Fprint(w, p.YAML())
+	case "", "json":
+		writeJSON(w, http.StatusOK, p)
+	default:
+		writeError(w, http.StatusBadRequest, "format= is json or yaml")
+	}
+}
+
+func (g *Gateway) serveSetPolicy(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Set []string `json:"set"`
+	}
+	if err := decodeBody(r, &req); err != nil || len(req.Set) == 0 {
+		writeError(w, http.StatusBadRequest, `body must be JSON like {"set": ["orphan=reset"]}`)
+		return
+	}
+	view, err := g.SetPolicy(req.Set)
+	if err != nil {
+		var ce *conflictError
+		if errors.As(err, &ce) {
+			writeError(w, http.StatusConflict, err.Error())
+		} else {
+			writeError(w, http.StatusBadRequest, err.Error())
+		}
+		return
+	}
+	g.audit(r, "policy set", "set", strings.Join(req.Set, " "), "time_scale", view.Scale())
+	writeJSON(w, http.StatusOK, view)
+}
+
+func (g *Gateway) serveSetPcap(w http.ResponseWriter, r *http.Request) {
+	var req control.PcapRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, http.StatusBadRequest, `body must be JSON like {"path": "/tmp/run.pcapng", "force": false}`)
+		return
+	}
+	f, err := control.ParseFilter(r.URL.Query())
+	if err == nil {
+		err = f.CheckPacket()
+	}
+	if err == nil && req.Path == "" && !f.IsZero() {
+		err = errors.New("a filter goes with a path to record to; stopping takes none")
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ended, err := g.SetPcap(req.Path, req.Force, f)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ans := control.PcapAnswer{Pcap: req.Path, Filter: f.String()}
+	if ended.Path != "" {
+		ans.Ended = &ended
+	}
+	if req.Path == "" {
+		g.audit(r, "pcap stop", "ended", ended.Path, "packets", ended.Packets)
+	} else {
+		g.audit(r, "pcap start", "path", req.Path, "force", req.Force, "filter", f.String())
+	}
+	writeJSON(w, http.StatusOK, ans)
+}
+
+// decodeBody decodes a JSON request body into v, refusing unknown fields.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// eventBuffer is the size of each events subscriber's buffer.
+const eventBuffer = 4096
+
+// lostCheck is how often an idle events stream looks for lost events to report.
+const lostCheck = 200 * time.Millisecond
+
 func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
-	verdicts := r.URL.Query().Get("verdicts") == "1"
-	sub := g.cfg.Engine.Subscribe(4096)
+	q := r.URL.Query()
+	verdicts := q.Get("verdicts")
+	f, err := control.ParseFilter(q, "verdicts")
+	if err == nil && verdicts != "" && verdicts != "0" && verdicts != "false" {
+		if len(f.Events) == 0 {
+			err = f.Set("event", "NEW,UPDATE,DESTROY")
+		}
+		f.Set("event", "VERDICT")
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	sub := g.cfg.Engine.SubscribeWith(policy.SubscribeOptions{
+		Buffer:   eventBuffer,
+		Verdicts: f.WantsVerdicts(),
+		Match:    func(ev policy.Event) bool { return f.MatchEvent(&ev) },
+	})
 	defer sub.Close()
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
@@ -326,18 +397,37 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 		fl.Flush()
 	}
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	var reported uint64
+	// lost writes a LOST record if this subscriber dropped events since the last.
+	lost := func() bool {
+		d := sub.Dropped()
+		if d == reported {
+			return true
+		}
+		now := g.Now()
+		ev := control.Event{Time: now, T: now.Sub(g.start).Seconds(), Type: control.EventLost, Lost: d - reported}
+		reported = d
+		return enc.Encode(ev) == nil
+	}
+	tick := time.NewTicker(lostCheck)
+	defer tick.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-tick.C:
+			if !lost() {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
 		case ev, ok := <-sub.C:
 			if !ok {
 				return
 			}
-			if ev.Type == conntrack.EventVerdict && !verdicts {
-				continue
-			}
-			if enc.Encode(EventOf(ev, g.start)) != nil {
+			if !lost() || enc.Encode(control.EventOf(&ev, g.start)) != nil {
 				return
 			}
 			if fl != nil && len(sub.C) == 0 {
@@ -351,6 +441,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
 }

@@ -46,6 +46,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/idlegate/idlegate/conntrack"
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/policy"
@@ -526,12 +527,12 @@ func testE2EKeepaliveKeepsConnectionAlive(t *testing.T) {
 	}
 	mustRoundTrip(t, c, "still there?")
 
-	var st gateway.StatsJSON
+	var st control.Stats
 	api(t, run, "GET", "/v1/stats", nil, &st)
 	if st.Table.KeepaliveProbes == 0 {
 		t.Error("the gateway's stats show no keepalive probe")
 	}
-	if n := st.Table.Destroyed[conntrack.ReasonExpired]; n != 0 {
+	if n := st.Table.Destroyed[conntrack.ReasonExpired.String()]; n != 0 {
 		t.Errorf("%d connections expired, want none", n)
 	}
 }
@@ -777,7 +778,7 @@ func testE2EPcapShowsInjectedReset(t *testing.T) {
 	if err, after := writeThenRead(c, "still there?", 5*time.Second); !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("after the flush: read error %v after %v, want ECONNRESET", err, after)
 	}
-	var res gateway.PcapAnswer
+	var res control.PcapAnswer
 	api(t, run, "POST", "/v1/pcap", map[string]string{"path": ""}, &res) // stops and closes the file
 	if res.Ended == nil || res.Ended.Path != path || res.Ended.Packets == 0 || res.Ended.Error != "" {
 		t.Errorf("POST /v1/pcap to stop answered %+v, want the recording of %s with its packets", res, path)

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime"
 	"sync"
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/idlegate/idlegate/capture"
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/policy"
 	"github.com/idlegate/idlegate/tun"
 )
@@ -53,13 +55,19 @@ type Gateway struct {
 	// wmu serialises writes to each device: the pump of the other side, injections
 	// from both pumps and the ticker all write (tun.Device allows one writer at a time).
 	wmu  [2]sync.Mutex
-	pcap atomic.Pointer[capture.File]
+	pcap atomic.Pointer[recording]
 	// pcmu serialises the starts and ends of recordings and guards pcapFailed.
 	pcmu       sync.Mutex
-	pcapFailed *PcapStatus // the last recording a write error stopped, until the next starts
+	pcapFailed *control.PcapStatus // the last recording a write error stopped, until the next starts
 	pcapErrors atomic.Uint64
 	stats      [2]sideStats // indexed by the side a packet arrives on
 	start      time.Time
+
+	infoMu sync.Mutex  // guards info; see labinfo.go
+	info   control.Lab // the lab the gateway runs in, as StartLab described it
+
+	metricsOnce sync.Once
+	metrics     http.Handler // GET /metrics, built once
 }
 
 type sideStats struct {
@@ -67,17 +75,6 @@ type sideStats struct {
 	txPackets, txBytes  atomic.Uint64
 	injected, writeErrs atomic.Uint64
 	readErrs            atomic.Uint64
-}
-
-// SideStats counts packets per side: received from it, sent to it.
-type SideStats struct {
-	RxPackets   uint64 `json:"rx_packets"`
-	RxBytes     uint64 `json:"rx_bytes"`
-	TxPackets   uint64 `json:"tx_packets"`
-	TxBytes     uint64 `json:"tx_bytes"`
-	Injected    uint64 `json:"injected"`
-	WriteErrors uint64 `json:"write_errors"`
-	ReadErrors  uint64 `json:"read_errors"`
 }
 
 // New checks cfg and builds a gateway; Run starts it.
@@ -108,12 +105,12 @@ func (g *Gateway) Started() time.Time { return g.start }
 // Now reads the gateway's clock.
 func (g *Gateway) Now() time.Time { return g.cfg.Now() }
 
-// Stats returns the per-side device counters.
-func (g *Gateway) Stats() [2]SideStats {
-	var out [2]SideStats
+// Stats returns the per-side device counters, indexed by policy.Side.
+func (g *Gateway) Stats() [2]control.SideStats {
+	var out [2]control.SideStats
 	for i := range g.stats {
 		s := &g.stats[i]
-		out[i] = SideStats{
+		out[i] = control.SideStats{
 			RxPackets: s.rxPackets.Load(), RxBytes: s.rxBytes.Load(),
 			TxPackets: s.txPackets.Load(), TxBytes: s.txBytes.Load(),
 			Injected: s.injected.Load(), WriteErrors: s.writeErrs.Load(), ReadErrors: s.readErrs.Load(),
@@ -236,18 +233,26 @@ func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
 				fwd = append(fwd, bufs[i][:hr+len(res.Packet)])
 				txBytes += uint64(len(res.Packet))
 			}
-			if pc != nil {
-				err := pc.Write(side, now, orig, arrival(res, dir))
+			rec := pc // the recording this packet goes to: nil if its filter leaves it out
+			if rec != nil && !rec.keeps(res) {
+				rec = nil
+			}
+			if rec != nil {
+				err := rec.Write(side, now, orig, arrival(res, dir))
 				if err == nil && res.Verdict == policy.Forward && string(orig) != string(res.Packet) {
-					err = pc.Write(1-side, now, res.Packet, translated)
+					err = rec.Write(1-side, now, res.Packet, translated)
 				}
 				if err != nil {
-					g.pcapWriteFailed(pc)
-					pc = nil
+					g.pcapWriteFailed(rec)
+					pc, rec = nil, nil
 				}
 			}
 			for _, inj := range res.Inject {
-				pc = g.inject(&one, inj, now, pc, injected(res))
+				if rec == nil {
+					g.inject(&one, inj, now, nil, injected(res))
+				} else if rec = g.inject(&one, inj, now, rec, injected(res)); rec == nil {
+					pc = nil // a write error stopped the recording
+				}
 			}
 		}
 		st.rxPackets.Add(uint64(n))
@@ -296,7 +301,7 @@ var (
 // header: its checksums are complete. one is the caller's scratch batch. It records
 // the packet to pc (if not nil) with comment c, and returns pc, or nil if that write
 // stopped the recording.
-func (g *Gateway) inject(one *[1][]byte, inj policy.Injected, now time.Time, pc *capture.File, c capture.Comment) *capture.File {
+func (g *Gateway) inject(one *[1][]byte, inj policy.Injected, now time.Time, pc *recording, c capture.Comment) *recording {
 	dev, st := g.devs[inj.To], &g.stats[inj.To]
 	// Record before sending: once the packet is out, its receiver may react (and, say,
 	// stop the recording) before a record written afterwards would land.
@@ -319,6 +324,21 @@ func (g *Gateway) inject(one *[1][]byte, inj policy.Injected, now time.Time, pc 
 	return pc
 }
 
+// injectExpiryResets sends the RSTs reset_on_expire asks for at an expiry (Tick's,
+// or an operator's Expire), recording those the recording's filter keeps, and
+// returns the recording, nil if none is running or a write error stopped it.
+func (g *Gateway) injectExpiryResets(one *[1][]byte, rsts []policy.Injected, now time.Time) *recording {
+	pc := g.pcap.Load()
+	for _, inj := range rsts {
+		if pc != nil && !pc.keepsPacket(inj.Packet) {
+			g.inject(one, inj, now, nil, expiryReset)
+			continue
+		}
+		pc = g.inject(one, inj, now, pc, expiryReset)
+	}
+	return pc
+}
+
 // tick sweeps expiries on the live clock and sends what reset_on_expire asks for.
 func (g *Gateway) tick(ctx context.Context) {
 	t := time.NewTicker(g.cfg.TickInterval)
@@ -334,10 +354,7 @@ func (g *Gateway) tick(ctx context.Context) {
 		}
 		now := g.cfg.Now()
 		out = g.cfg.Engine.Tick(now, out[:0])
-		pc := g.pcap.Load()
-		for _, inj := range out {
-			pc = g.inject(&one, inj, now, pc, expiryReset)
-		}
+		pc := g.injectExpiryResets(&one, out, now)
 		if pc != nil && i%max(flushEvery, 1) == 0 && pc.Flush() != nil {
 			g.pcapWriteFailed(pc)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/idlegate/idlegate/capture"
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/packet"
 	"github.com/idlegate/idlegate/policy"
@@ -160,7 +161,7 @@ func TestSetPcapSamePath(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "run.pcapng")
-	if _, err := gw.SetPcap(path, false); err != nil {
+	if _, err := gw.SetPcap(path, false, control.Filter{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -176,13 +177,13 @@ func TestSetPcapSamePath(t *testing.T) {
 		inside.Inbound <- tcp4(t, netip.AddrPortFrom(client.Addr(), uint16(41000+i)), server, packet.TCPSyn, 1000, 0, make([]byte, 200))
 		receive(t, "SYN before the restart", outside.Outbound)
 	}
-	if _, err := gw.SetPcap(path, false); !errors.Is(err, capture.ErrRefused) {
+	if _, err := gw.SetPcap(path, false, control.Filter{}); !errors.Is(err, capture.ErrRefused) {
 		t.Fatalf("SetPcap to the same path without force: %v, want capture.ErrRefused", err)
 	}
 	if got := gw.PcapPath(); got != path {
 		t.Fatalf("after a refused restart the gateway records to %q, want %q still", got, path)
 	}
-	ended, err := gw.SetPcap(path, true)
+	ended, err := gw.SetPcap(path, true, control.Filter{})
 	if err != nil {
 		t.Fatalf("SetPcap to the same path with force: %v", err)
 	}
@@ -191,7 +192,7 @@ func TestSetPcapSamePath(t *testing.T) {
 	}
 	inside.Inbound <- tcp4(t, client, server, packet.TCPSyn, 1000, 0, nil)
 	receive(t, "SYN after the restart", outside.Outbound)
-	if ended, err := gw.SetPcap("", false); err != nil || ended.Packets != 1 {
+	if ended, err := gw.SetPcap("", false, control.Filter{}); err != nil || ended.Packets != 1 {
 		t.Fatalf("stop: %+v, %v; want 1 packet", ended, err)
 	}
 

@@ -7,30 +7,42 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/idlegate/idlegate/control"
+	"github.com/idlegate/idlegate/internal/version"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/policy"
 )
 
 // Files in a lab's run directory besides the pid file.
 const (
-	SocketFile = "control.sock" // the control API, mode 0600
-	StateFile  = "lab.json"     // what `idlegate lab show` prints
-	LogFile    = "gateway.log"  // the detached gateway's log
+	SocketFile = control.SocketFile // the control API, mode 0600
+	StateFile  = "lab.json"         // the lab's control.Lab, what `idlegate lab show` prints
+	LogFile    = "gateway.log"      // the detached gateway's log
 )
 
 // LabOptions tune StartLab.
 type LabOptions struct {
-	Pcap       string // record a pcapng file from the start (a new file, see Gateway.SetPcap)
-	PcapForce  bool   // overwrite Pcap if it exists
-	PolicyFile string // shown by `lab show`
-	Log        *slog.Logger
-	Now        func() time.Time
+	Pcap       string         // record a pcapng file from the start (a new file, see Gateway.SetPcap)
+	PcapForce  bool           // overwrite Pcap if it exists
+	PcapFilter control.Filter // record only the packets it picks (the zero Filter: all)
+	PolicyFile string         // shown by `lab show`
+	// Profile names the built-in profile the policy started from, for `lab show`.
+	Profile string
+	// TimeScale, if not 0 or 1, multiplies every timeout of the policy (which is in
+	// real units) before the gateway runs it; `policy set` then takes real units too.
+	TimeScale float64
+	// Metrics, if set, is a TCP address ("127.0.0.1:9477") where GET /metrics is
+	// also served, for a stock Prometheus; only /metrics.
+	Metrics string
+	Log     *slog.Logger
+	Now     func() time.Time
 }
 
 // Running is a lab whose gateway runs in this process.
@@ -39,37 +51,15 @@ type Running struct {
 	Gateway *Gateway
 	Engine  *policy.Engine
 	Socket  string
+	// Metrics is the address /metrics is served on over TCP, if LabOptions.Metrics
+	// asked for it (with its port if it asked for port 0).
+	Metrics string
 
 	cancel   context.CancelFunc
 	done     chan struct{}
 	err      error
 	stopOnce sync.Once
 	stopErr  error
-}
-
-// State is the lab's description written to its run directory.
-type State struct {
-	Name       string        `json:"name"`
-	PID        int           `json:"pid"`
-	RunDir     string        `json:"run_dir"`
-	Socket     string        `json:"socket"`
-	Log        string        `json:"log,omitempty"`
-	PolicyFile string        `json:"policy_file,omitempty"`
-	Started    time.Time     `json:"started"`
-	MTU        int           `json:"mtu"`
-	Device     string        `json:"device"`
-	Client     SideState     `json:"client"`
-	Server     SideState     `json:"server"`
-	NAT        []string      `json:"nat_outside"`
-	Policy     policy.Policy `json:"policy"`
-}
-
-// SideState describes one namespace.
-type SideState struct {
-	Namespace string `json:"namespace"`
-	Link      string `json:"link"`
-	Addr4     string `json:"addr4"`
-	Addr6     string `json:"addr6"`
 }
 
 // LabNetworks are the networks on each side of every lab, for the engine to route by:
@@ -83,45 +73,87 @@ func LabNetworks() policy.Networks {
 	}
 }
 
-// StartLab builds the lab's namespaces, starts its gateway with the policy and serves
-// the control API, which answers as soon as StartLab returns. Stop tears everything
-// down; so does a failure of StartLab itself. The engine routes by LabNetworks.
+// StartLab builds the lab's namespaces, starts its gateway with the policy (scaled
+// by opts.TimeScale) and serves the control API, which answers as soon as StartLab
+// returns. Stop tears everything down; so does a failure of StartLab itself. The
+// engine routes by LabNetworks.
 func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOptions) (*Running, error) {
-	eng, err := policy.NewEngine(pol)
+	scale := opts.TimeScale
+	if scale == 0 {
+		scale = 1
+	}
+	run := pol
+	if scale != 1 {
+		var err error
+		if run, err = pol.Scale(scale); err != nil {
+			return nil, err
+		}
+	}
+	if err := opts.PcapFilter.CheckPacket(); err != nil {
+		return nil, fmt.Errorf("pcap filter: %w", err)
+	}
+	eng, err := policy.NewEngine(run)
 	if err != nil {
 		return nil, err
 	}
 	if err := eng.SetNetworks(LabNetworks()); err != nil {
 		return nil, err
 	}
+	var mln net.Listener
+	if opts.Metrics != "" {
+		if mln, err = net.Listen("tcp", opts.Metrics); err != nil {
+			return nil, fmt.Errorf("serve metrics on %s: %w", opts.Metrics, err)
+		}
+	}
 	l, err := lab.Up(cfg)
 	if err != nil {
+		if mln != nil {
+			mln.Close()
+		}
 		return nil, err
+	}
+	fail := func(err error) (*Running, error) {
+		if mln != nil {
+			mln.Close()
+		}
+		return nil, errors.Join(err, l.Down())
 	}
 	gw, err := New(Config{Inside: l.Client.Dev, Outside: l.Server.Dev, Engine: eng, Log: opts.Log, Now: opts.Now})
 	if err != nil {
-		l.Down()
-		return nil, err
+		return fail(err)
 	}
 	sock := filepath.Join(l.RunDir, SocketFile)
 	// Listening here, before anything runs, means the API answers once StartLab returns.
 	ln, err := listenControl(sock)
 	if err != nil {
-		l.Down()
-		return nil, err
+		return fail(err)
 	}
 	if opts.Pcap != "" {
-		if _, err := gw.SetPcap(opts.Pcap, opts.PcapForce); err != nil {
+		if _, err := gw.SetPcap(opts.Pcap, opts.PcapForce, opts.PcapFilter); err != nil {
 			ln.Close()
-			l.Down()
-			return nil, err
+			return fail(err)
 		}
 	}
+	st := control.Lab{
+		Name: l.Name, Kind: "lab", PID: os.Getpid(), RunDir: l.RunDir, Socket: sock,
+		PolicyFile: opts.PolicyFile, Started: gw.Started(), MTU: l.Client.Dev.MTU(), Device: l.Device,
+		Client:     control.Side{Namespace: l.Client.Namespace, Link: lab.LinkName, Addr4: l.Client.Addr4.String(), Addr6: l.Client.Addr6.String()},
+		Server:     control.Side{Namespace: l.Server.Namespace, Link: lab.LinkName, Addr4: l.Server.Addr4.String(), Addr6: l.Server.Addr6.String()},
+		NAT:        []string{lab.NATAddr4.String(), lab.NATAddr6.String()},
+		PolicyView: control.PolicyView{Profile: opts.Profile, TimeScale: scale, Policy: pol},
+	}
+	if mln != nil {
+		st.Metrics = mln.Addr().String()
+	}
+	if scale != 1 {
+		st.InForce = run
+	}
+	gw.setLab(st)
 	ctx, cancel := context.WithCancel(ctx)
-	r := &Running{Lab: l, Gateway: gw, Engine: eng, Socket: sock, cancel: cancel, done: make(chan struct{})}
+	r := &Running{Lab: l, Gateway: gw, Engine: eng, Socket: sock, Metrics: st.Metrics, cancel: cancel, done: make(chan struct{})}
 	var wg sync.WaitGroup
 	wg.Add(2)
-	var gerr, serr error
+	var gerr, serr, merr error
 	go func() {
 		defer wg.Done()
 		gerr = gw.Run(ctx)
@@ -129,22 +161,23 @@ func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOp
 	}()
 	go func() {
 		defer wg.Done()
-		serr = gw.serve(ctx, ln)
+		serr = gw.serve(ctx, ln, gw.handler())
 		cancel()
 	}()
+	if mln != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			merr = gw.ServeMetrics(ctx, mln)
+			cancel()
+		}()
+	}
 	go func() {
 		wg.Wait()
-		r.err = errors.Join(gerr, serr)
+		r.err = errors.Join(gerr, serr, merr)
 		close(r.done)
 	}()
-	st := State{
-		Name: l.Name, PID: os.Getpid(), RunDir: l.RunDir, Socket: r.Socket,
-		PolicyFile: opts.PolicyFile, Started: gw.Started(), MTU: l.Client.Dev.MTU(), Device: l.Device,
-		Client: SideState{l.Client.Namespace, lab.LinkName, l.Client.Addr4.String(), l.Client.Addr6.String()},
-		Server: SideState{l.Server.Namespace, lab.LinkName, l.Server.Addr4.String(), l.Server.Addr6.String()},
-		NAT:    []string{lab.NATAddr4.String(), lab.NATAddr6.String()},
-		Policy: pol,
-	}
+	st.Version = version.Get().Version
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
 		err = os.WriteFile(filepath.Join(l.RunDir, StateFile), append(b, '\n'), 0o600)
@@ -172,15 +205,16 @@ func (r *Running) Stop() error {
 	return r.stopErr
 }
 
-// ReadState reads the description of a running lab from its run directory.
-func ReadState(name, runBase string) (State, error) {
-	var st State
+// ReadState reads the description of a lab from its run directory (its gateway may
+// have died since: see lab.Owner).
+func ReadState(name, runBase string) (control.Lab, error) {
+	var st control.Lab
 	b, err := os.ReadFile(filepath.Join(lab.RunDir(name, runBase), StateFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return st, lab.NoSuchLab(name)
 	case errors.Is(err, fs.ErrPermission):
-		return st, lab.ErrNotRoot
+		return st, &permissionError{name: name, dir: lab.RunDir(name, runBase)}
 	case err != nil:
 		return st, err
 	}
@@ -189,3 +223,12 @@ func ReadState(name, runBase string) (State, error) {
 	}
 	return st, nil
 }
+
+// permissionError is a run directory the caller may not read: it is root's.
+type permissionError struct{ name, dir string }
+
+func (e *permissionError) Error() string {
+	return fmt.Sprintf("lab %q keeps its state in %s, which only root may read: run this as root (sudo)", e.name, e.dir)
+}
+
+func (e *permissionError) Unwrap() error { return control.ErrPermission }

@@ -1,12 +1,16 @@
 package gateway
 
 import (
-	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/idlegate/idlegate/capture"
+	"github.com/idlegate/idlegate/conntrack"
+	"github.com/idlegate/idlegate/control"
+	"github.com/idlegate/idlegate/packet"
 	"github.com/idlegate/idlegate/policy"
 )
 
@@ -16,30 +20,61 @@ import (
 // packet it originated. A recording ends when SetPcap replaces or stops it, when Run
 // returns, or at its first write error (a full disk): then the gateway logs one line,
 // counts it (PcapWriteErrors, idlegate_pcap_write_errors_total), stops recording, and
-// keeps the recording's PcapStatus for Stats and for the next SetPcap to report. The
+// keeps the recording's control.PcapStatus for Stats and for the next SetPcap to report. The
 // file is cut back to its last whole block, so every reader opens it.
 
-// PcapStatus describes a recording that ended.
-type PcapStatus struct {
-	Path    string    `json:"path"`
-	Packets int       `json:"packets"`         // records the file holds
-	Last    time.Time `json:"last,omitzero"`   // the timestamp of the last of them
-	Error   string    `json:"error,omitempty"` // the write error that stopped it
+// recording is the capture in progress: its file and the filter that picks the
+// packets it records (nil: every packet).
+type recording struct {
+	*capture.File
+	filter  *control.Filter
+	started time.Time
+	packets atomic.Int64 // records written, buffered ones included
 }
 
-// String says what the file holds and, after a write error, that recording stopped.
-func (s PcapStatus) String() string {
-	holds := fmt.Sprintf("%s holds %d packets", s.Path, s.Packets)
-	switch {
-	case s.Packets == 0:
-		holds = s.Path + " holds no packets"
-	case !s.Last.IsZero():
-		holds += " up to " + s.Last.Format("2006-01-02 15:04:05.000 MST")
+// Write records a packet (capture.File.Write) and counts it.
+func (r *recording) Write(side policy.Side, t time.Time, pkt []byte, c capture.Comment) error {
+	err := r.File.Write(side, t, pkt, c)
+	if err == nil {
+		r.packets.Add(1)
 	}
-	if s.Error != "" {
-		return "recording stopped after a write error: " + s.Error + "; " + holds
+	return err
+}
+
+// keeps reports whether the recording takes a packet the engine decided with res
+// (its injections follow it): the packet's connection, or the packet's own tuple,
+// matches the filter in either direction.
+func (r *recording) keeps(res *policy.Result) bool {
+	if r.filter == nil {
+		return true
 	}
-	return holds
+	if res.Conn.Orig != (conntrack.Key{}) {
+		return r.filter.MatchPacket(res.Conn.Orig)
+	}
+	return r.keepsInfo(&res.Info)
+}
+
+// keepsPacket is keeps for a packet the gateway originates outside any Process call
+// (the RSTs of an expiry).
+func (r *recording) keepsPacket(pkt []byte) bool {
+	if r.filter == nil {
+		return true
+	}
+	var p packet.Info
+	if packet.Decode(pkt, &p) != nil {
+		return false
+	}
+	return r.keepsInfo(&p)
+}
+
+func (r *recording) keepsInfo(p *packet.Info) bool {
+	if k, ok := policy.FlowKey(p); ok {
+		return r.filter.MatchPacket(k)
+	}
+	if !p.Src.IsValid() || !p.Dst.IsValid() {
+		return false // not even an IP packet: no filter picks it
+	}
+	return r.filter.MatchPacket(conntrack.MakeKey(p.Proto, netip.AddrPortFrom(p.Src, 0), netip.AddrPortFrom(p.Dst, 0)))
 }
 
 // SetPcap starts recording to a new pcapng file at path, replacing (and closing) any
@@ -53,19 +88,29 @@ func (s PcapStatus) String() string {
 //
 // It returns what the recording it ended holds or, if none was running, the status of
 // the last one a write error stopped since the last start (zero if none).
-func (g *Gateway) SetPcap(path string, force bool) (PcapStatus, error) {
+//
+// filter, if not the zero Filter, picks the packets recorded (control.Filter's
+// MatchPacket: protocol, addresses and ports, either direction); others are not.
+func (g *Gateway) SetPcap(path string, force bool, filter control.Filter) (control.PcapStatus, error) {
+	if err := filter.CheckPacket(); err != nil {
+		return control.PcapStatus{}, err
+	}
 	g.pcmu.Lock()
 	defer g.pcmu.Unlock()
-	var ended PcapStatus
+	var ended control.PcapStatus
 	if old := g.pcap.Load(); old != nil && path != "" && force && sameFile(old.Path(), path) {
 		g.pcap.Store(nil)
 		ended = g.endPcapLocked(old)
 	}
-	var p *capture.File
+	var p *recording
 	if path != "" {
-		var err error
-		if p, err = capture.Create(path, force); err != nil {
-			return PcapStatus{}, err
+		f, err := capture.Create(path, force)
+		if err != nil {
+			return control.PcapStatus{}, err
+		}
+		p = &recording{File: f, started: g.cfg.Now()}
+		if !filter.IsZero() {
+			p.filter = &filter
 		}
 	}
 	if old := g.pcap.Swap(p); old != nil {
@@ -102,13 +147,31 @@ func (g *Gateway) PcapPath() string {
 
 // PcapFailed is the status of the last recording a write error stopped, if no
 // recording started since.
-func (g *Gateway) PcapFailed() (PcapStatus, bool) {
+func (g *Gateway) PcapFailed() (control.PcapStatus, bool) {
 	g.pcmu.Lock()
 	defer g.pcmu.Unlock()
 	if g.pcapFailed == nil {
-		return PcapStatus{}, false
+		return control.PcapStatus{}, false
 	}
 	return *g.pcapFailed, true
+}
+
+// PcapInfo says what is being recorded.
+func (g *Gateway) PcapInfo() control.PcapInfo {
+	g.pcmu.Lock()
+	defer g.pcmu.Unlock()
+	var info control.PcapInfo
+	if p := g.pcap.Load(); p != nil {
+		info = control.PcapInfo{Recording: true, Path: p.Path(), Started: p.started, Packets: int(p.packets.Load())}
+		if p.filter != nil {
+			info.Filter = p.filter.String()
+		}
+	}
+	if g.pcapFailed != nil {
+		f := *g.pcapFailed
+		info.Failed = &f
+	}
+	return info
 }
 
 // PcapWriteErrors counts the recordings a write error stopped.
@@ -116,7 +179,7 @@ func (g *Gateway) PcapWriteErrors() uint64 { return g.pcapErrors.Load() }
 
 // pcapWriteFailed stops the recording p after a write error, unless something else
 // stopped it first (and then accounts for it).
-func (g *Gateway) pcapWriteFailed(p *capture.File) {
+func (g *Gateway) pcapWriteFailed(p *recording) {
 	g.pcmu.Lock()
 	defer g.pcmu.Unlock()
 	if g.pcap.CompareAndSwap(p, nil) {
@@ -126,10 +189,10 @@ func (g *Gateway) pcapWriteFailed(p *capture.File) {
 
 // endPcapLocked closes p, which the caller took out of g.pcap, and accounts for a
 // write error that stopped it. g.pcmu is held.
-func (g *Gateway) endPcapLocked(p *capture.File) PcapStatus {
+func (g *Gateway) endPcapLocked(p *recording) control.PcapStatus {
 	err := p.Close()
 	st := p.Status()
-	s := PcapStatus{Path: p.Path(), Packets: st.Packets, Last: st.Last}
+	s := control.PcapStatus{Path: p.Path(), Packets: st.Packets, Last: st.Last}
 	if err != nil {
 		s.Error = err.Error()
 		g.pcapErrors.Add(1)

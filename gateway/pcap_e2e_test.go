@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/idlegate/idlegate/capture"
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/policy"
 )
@@ -116,7 +117,7 @@ func TestE2EPcapDiskFull(t *testing.T) {
 	mustRoundTrip(t, c, "after the disk filled")
 	mustRoundTrip(t, mustDial(t, run, srv.addr, net.Dialer{}), "a new connection")
 
-	var st gateway.StatsJSON
+	var st control.Stats
 	api(t, run, "GET", "/v1/stats", nil, &st)
 	f := st.PcapFailed
 	if st.Pcap != "" || st.PcapWriteErrors != 1 || f == nil || f.Path != path || f.Packets == 0 ||
@@ -134,7 +135,7 @@ func TestE2EPcapDiskFull(t *testing.T) {
 	}
 
 	// Stopping reports the failed recording.
-	var ans gateway.PcapAnswer
+	var ans control.PcapAnswer
 	api(t, run, "POST", "/v1/pcap", map[string]string{"path": ""}, &ans)
 	if e := ans.Ended; e == nil || e.Path != f.Path || e.Packets != f.Packets || e.Error != f.Error || !e.Last.Equal(f.Last) {
 		t.Errorf("POST /v1/pcap to stop answered %+v, want the failed recording %+v", ans.Ended, f)

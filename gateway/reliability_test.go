@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/idlegate/idlegate/conntrack"
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/policy"
@@ -369,7 +370,7 @@ func (p *pacer) wait(sent uint64) {
 
 // quiesce waits until the gateway's counters stand still and returns them: the
 // devices' per side, and the engine's.
-func quiesce(t *testing.T, run *gateway.Running) ([2]gateway.SideStats, policy.Stats) {
+func quiesce(t *testing.T, run *gateway.Running) ([2]control.SideStats, policy.Stats) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {

@@ -253,8 +253,9 @@ func (s *Side) build(device, link string, mtu int, routes []netip.Prefix) error 
 	})
 }
 
-// Down closes both devices, deletes both namespaces and removes the run
-// directory, the pid file last. Calls after the first return nil. Down does
+// Down ends the processes lab exec started in the lab (EndProcesses), closes both
+// devices, deletes both namespaces and removes the run directory, the pid file
+// last. Calls after the first return nil. Down does
 // not stop goroutines reading the devices; their Reads fail with os.ErrClosed.
 func (l *Lab) Down() error {
 	l.mu.Lock()
@@ -268,6 +269,11 @@ func (l *Lab) Down() error {
 
 func (l *Lab) teardown() error {
 	var errs []error
+	if l.RunDir != "" {
+		if _, err := endProcesses(l.Name, l.RunDir); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, s := range []*Side{&l.Client, &l.Server} {
 		if s.Dev != nil {
 			errs = append(errs, s.Dev.Close())

@@ -121,8 +121,9 @@ func procStat(pid int) ([]string, error) {
 	return fields, nil
 }
 
-// Cleanup removes what lab name left behind: both namespaces and the run
-// directory. It does not look at the pid file and does not stop the process
+// Cleanup removes what lab name left behind: the processes lab exec started in it
+// (see EndProcesses), both namespaces and the run directory. It does not look at
+// the pid file and does not stop the process
 // that owns the lab; signal ReadPID's process first. If there was nothing to
 // remove it returns an error matching ErrNoSuchLab. An empty runBase means
 // DefaultRunBase.
@@ -150,6 +151,9 @@ func Cleanup(name, runBase string) error {
 // reports whether any of them existed. The caller holds the run base lock.
 func cleanupLocked(name, runDir string) (found bool, err error) {
 	var errs []error
+	if _, err := endProcesses(name, runDir); err != nil {
+		errs = append(errs, err)
+	}
 	for _, ns := range []string{ClientNamespace(name), ServerNamespace(name)} {
 		if NamespaceExists(ns) {
 			found = true

@@ -168,12 +168,13 @@ func (e *Engine) Process(pkt []byte, dir Dir, now time.Time, res *Result) {
 	}
 	if e.subs.active() {
 		e.publishConnLocked(&res.Conn, now)
-		if e.pol.VerdictEvents {
+		if e.pol.VerdictEvents || e.subs.wantVerdicts() {
 			e.publishVerdictLocked(res, dir, now)
 		}
 	}
 	e.stats.Verdicts[res.Verdict]++
 	e.stats.Reasons[res.Reason]++
+	e.stats.Bytes[dir.From()][res.Verdict] += uint64(len(pkt))
 	e.stats.Injected += uint64(len(res.Inject))
 	e.mu.Unlock()
 	if res.Verdict == Forward {

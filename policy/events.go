@@ -55,16 +55,41 @@ func (e Event) String() string {
 type Subscription struct {
 	C <-chan Event
 
-	c       chan Event
-	h       *hub
-	dropped atomic.Uint64
-	closed  bool // guarded by h.mu
+	c        chan Event
+	h        *hub
+	verdicts bool             // SubscribeOptions.Verdicts
+	match    func(Event) bool // SubscribeOptions.Match
+	dropped  atomic.Uint64
+	closed   bool // guarded by h.mu
+}
+
+// SubscribeOptions choose what a subscription receives.
+type SubscribeOptions struct {
+	// Buffer is the size of the channel, at least 1.
+	Buffer int
+	// Verdicts: this subscriber receives VERDICT events, one per packet, whatever
+	// the policy's verdict_events says (which, on, sends them to every subscriber).
+	// The engine makes VERDICT events only while someone receives them.
+	Verdicts bool
+	// Match, if not nil, picks the events this subscriber receives; the others are
+	// neither sent nor counted as dropped. It runs on the packet path with the
+	// engine's lock held: it must be quick and must not call the engine. (It takes
+	// the event by value so that publishing stays free of allocations.)
+	Match func(Event) bool
 }
 
 // Subscribe returns a subscription with a channel of the given buffer size (at least
-// 1) that receives every event from now on. Close it when done.
+// 1) that receives every event from now on (VERDICT events while verdict_events is
+// on). Close it when done.
 func (e *Engine) Subscribe(buffer int) *Subscription {
-	return e.subs.subscribe(buffer)
+	return e.subs.subscribe(SubscribeOptions{Buffer: buffer})
+}
+
+// SubscribeWith is Subscribe with options: VERDICT events for this subscriber alone,
+// and a filter applied before the buffer, so that events nobody asked for never
+// fill it.
+func (e *Engine) SubscribeWith(o SubscribeOptions) *Subscription {
+	return e.subs.subscribe(o)
 }
 
 // Dropped is the number of events this subscriber lost to a full buffer.
@@ -88,34 +113,54 @@ func (s *Subscription) Close() {
 	}
 	h.subs = subs
 	h.n.Store(int32(len(subs)))
+	if s.verdicts {
+		h.verdicts.Add(-1)
+	}
 	close(s.c)
 }
 
 // hub is the subscriber list. mu guards subs; it is taken after Engine.mu.
 type hub struct {
-	mu      sync.RWMutex
-	subs    []*Subscription
-	n       atomic.Int32 // len(subs), read without the lock
-	dropped atomic.Uint64
+	mu       sync.RWMutex
+	subs     []*Subscription
+	n        atomic.Int32 // len(subs), read without the lock
+	verdicts atomic.Int32 // subscribers with SubscribeOptions.Verdicts
+	dropped  atomic.Uint64
 }
 
-func (h *hub) subscribe(buffer int) *Subscription {
-	c := make(chan Event, max(buffer, 1))
-	s := &Subscription{C: c, c: c, h: h}
+func (h *hub) subscribe(o SubscribeOptions) *Subscription {
+	c := make(chan Event, max(o.Buffer, 1))
+	s := &Subscription{C: c, c: c, h: h, verdicts: o.Verdicts, match: o.Match}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.subs = append(h.subs[:len(h.subs):len(h.subs)], s)
 	h.n.Store(int32(len(h.subs)))
+	if o.Verdicts {
+		h.verdicts.Add(1)
+	}
 	return s
 }
 
 // active reports whether anyone listens; the engine builds no event when nobody does.
 func (h *hub) active() bool { return h.n.Load() > 0 }
 
-// publish sends ev to every subscriber without blocking and without allocating.
-func (h *hub) publish(ev *Event) {
+// wantVerdicts reports whether a subscriber asked for VERDICT events of its own.
+func (h *hub) wantVerdicts() bool { return h.verdicts.Load() > 0 }
+
+// publish sends ev to every subscriber whose Match takes it, without blocking and
+// without allocating.
+func (h *hub) publish(ev *Event) { h.send(ev, true) }
+
+// publishVerdict sends a VERDICT event to the subscribers that asked for verdicts,
+// or to every subscriber when toAll (verdict_events is on).
+func (h *hub) publishVerdict(ev *Event, toAll bool) { h.send(ev, toAll) }
+
+func (h *hub) send(ev *Event, all bool) {
 	h.mu.RLock()
 	for _, s := range h.subs {
+		if !all && !s.verdicts || s.match != nil && !s.match(*ev) {
+			continue
+		}
 		select {
 		case s.c <- *ev:
 		default:
@@ -151,7 +196,7 @@ func (e *Engine) publishConnLocked(r *conntrack.Result, now time.Time) {
 // publishVerdictLocked publishes a packet's VERDICT event.
 func (e *Engine) publishVerdictLocked(res *Result, dir Dir, now time.Time) {
 	ev := Event{
-		Event:     conntrack.Event{Type: conntrack.EventVerdict, Time: now, Proto: res.Info.Proto, Orig: res.Conn.Orig, Reply: res.Conn.Reply},
+		Event:     conntrack.Event{Type: conntrack.EventVerdict, ID: res.Conn.Ref.ID(), Time: now, Proto: res.Info.Proto, Orig: res.Conn.Orig, Reply: res.Conn.Reply},
 		Verdict:   res.Verdict,
 		Cause:     res.Reason,
 		Dir:       dir,
@@ -162,5 +207,5 @@ func (e *Engine) publishVerdictLocked(res *Result, dir Dir, now time.Time) {
 		ev.Orig = wireKey(&res.Info)
 		ev.Reply = ev.Orig.Reply()
 	}
-	e.subs.publish(&ev)
+	e.subs.publishVerdict(&ev, e.pol.VerdictEvents)
 }

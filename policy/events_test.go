@@ -174,3 +174,101 @@ func natRig(t *testing.T, mutate func(*Policy)) (*rig, netip.AddrPort) {
 	})
 	return r, r.handshake(cli, srv)
 }
+
+// TestSubscribeWith: with verdict_events off, a subscriber that asks for verdicts
+// gets each packet's VERDICT (with its connection's id) and a plain one gets none;
+// a Match filter picks events before the buffer, so what it refuses is neither
+// received nor counted as lost; once the verdict subscriber leaves, no VERDICT is
+// sent to anyone.
+func TestSubscribeWith(t *testing.T) {
+	r := newRig(t, nil)
+	plain := r.e.Subscribe(1024)
+	defer plain.Close()
+	verdicts := r.e.SubscribeWith(SubscribeOptions{Buffer: 1024, Verdicts: true})
+	defer verdicts.Close()
+	port7000 := func(ev Event) bool { return ev.Orig.DstPort == 7000 }
+	picky := r.e.SubscribeWith(SubscribeOptions{Buffer: 1, Match: port7000})
+	defer picky.Close()
+
+	r.handshake(cli, srv)
+	for i := range 3 {
+		r.send(udp(t, ap(client4, uint16(2000+i)), ap(server4, 9000), "q"), Outbound, Forward, ReasonNew)
+	}
+	r.send(udp(t, ap(client4, 3000), ap(server4, 7000), "q"), Outbound, Forward, ReasonNew)
+
+	for _, ev := range drain(plain) {
+		if ev.Type == conntrack.EventVerdict {
+			t.Errorf("a plain subscriber got %v with verdict_events off", ev)
+		}
+	}
+	var nv int
+	id := uint64(0)
+	for _, e := range r.e.List(r.now, nil) {
+		if e.Orig.SrcAddrPort() == cli {
+			id = e.ID
+		}
+	}
+	for _, ev := range drain(verdicts) {
+		if ev.Type != conntrack.EventVerdict {
+			continue
+		}
+		nv++
+		if ev.Orig.SrcAddrPort() == cli && ev.ID != id {
+			t.Errorf("VERDICT %v has id %d, want its connection's %d", ev, ev.ID, id)
+		}
+	}
+	if nv != 9 { // the five packets of the handshake and four datagrams
+		t.Errorf("the verdict subscriber got %d VERDICT events, want 9", nv)
+	}
+	got := drain(picky)
+	if len(got) != 1 || got[0].Orig.DstPort != 7000 || got[0].Type != conntrack.EventNew {
+		t.Errorf("the port 7000 subscriber got %v, want the one NEW of port 7000", got)
+	}
+	if picky.Dropped() != 0 {
+		t.Errorf("the port 7000 subscriber (buffer 1) lost %d events: refused events must not count", picky.Dropped())
+	}
+
+	verdicts.Close()
+	r.send(udp(t, ap(client4, 3001), ap(server4, 7000), "q"), Outbound, Forward, ReasonNew)
+	for _, ev := range drain(plain) {
+		if ev.Type == conntrack.EventVerdict {
+			t.Errorf("a plain subscriber got %v after the verdict subscriber left", ev)
+		}
+	}
+}
+
+// TestVerdictBytes: bytes are counted per arrival side and verdict.
+func TestVerdictBytes(t *testing.T) {
+	r := newRig(t, func(p *Policy) { p.Orphan = OrphanDrop })
+	q := udp(t, ap(client4, 2000), ap(server4, 9000), "query")
+	a := udp(t, ap(server4, 9000), ap(client4, 2000), "answer!")
+	orphan := tcp(t, ap(server4, 80), ap(client4, 40000), "A", 1, 1, "")
+	r.send(q, Outbound, Forward, ReasonNew)
+	r.send(a, Inbound, Forward, ReasonTracked)
+	r.send(orphan, Inbound, Drop, ReasonOrphan)
+	b := r.e.Stats().Bytes
+	if b[Inside][Forward] != uint64(len(q)) || b[Outside][Forward] != uint64(len(a)) || b[Outside][Drop] != uint64(len(orphan)) || b[Inside][Drop] != 0 {
+		t.Errorf("bytes by side and verdict %v; want inside forward %d, outside forward %d, outside drop %d", b, len(q), len(a), len(orphan))
+	}
+}
+
+// TestFilteredVerdictSubscriberDoesNotAllocate: a subscriber's own verdicts and its
+// Match filter keep the packet path free of allocations.
+func TestFilteredVerdictSubscriberDoesNotAllocate(t *testing.T) {
+	r := newRig(t, nil)
+	sub := r.e.SubscribeWith(SubscribeOptions{Buffer: 1 << 14, Verdicts: true, Match: func(ev Event) bool { return ev.Orig.DstPort == 80 }})
+	defer sub.Close()
+	r.handshake(cli, srv)
+	pkt := tcp(t, cli, srv, "PA", 1003, 5001, "data")
+	buf := make([]byte, len(pkt))
+	allocs := testing.AllocsPerRun(1000, func() {
+		copy(buf, pkt)
+		r.e.Process(buf, Outbound, r.now, r.res)
+	})
+	if allocs != 0 {
+		t.Fatalf("%.1f allocs per packet with a filtered verdict subscriber", allocs)
+	}
+	if n := len(drain(sub)); n < 1000 {
+		t.Fatalf("the subscriber got %d events, want at least the 1000 VERDICTs", n)
+	}
+}

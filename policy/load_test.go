@@ -58,6 +58,7 @@ func TestLoadErrorsNameKeyAndLine(t *testing.T) {
 		{"unknown nested key", "timeouts:\n  tcp:\n    establised: 5s\n", `line 3: unknown key "establised" in timeouts.tcp`},
 		{"negative timeout", "timeouts:\n  tcp:\n    established: -5s\n", "line 3: timeouts.tcp.established: timeout must be positive"},
 		{"zero timeout", "timeouts:\n  udp: 0s\n", "line 2: timeouts.udp: timeout must be positive"},
+		{"capacity beyond the table", "orphan: reset\ncapacity: 1000000000000\n", "line 2: capacity: must be at most 2147483647 connections (the table's limit), got 1000000000000"},
 		{"bare number", "timeouts:\n  icmp: 30\n", `line 2: timeouts.icmp: duration "30" has no unit; write 30s`},
 		{"capacity zero", "capacity: 0\n", "line 1: capacity: must be at least 1"},
 		{"capacity text", "capacity: lots\n", `line 1: capacity: "lots" is not a whole number`},

@@ -38,8 +38,9 @@ type Policy struct {
 	SourceCheck bool `yaml:"source_check" json:"source_check"`
 	// NAT is source NAT of the inside network to one outside address.
 	NAT NAT `yaml:"nat" json:"nat"`
-	// VerdictEvents emits one VERDICT event per packet to event subscribers (opt-in:
-	// it is a lot of events).
+	// VerdictEvents emits one VERDICT event per packet to every event subscriber
+	// (opt-in: it is a lot of events). One subscriber can ask for them alone
+	// (Engine.SubscribeWith, `idlegate ct events --verdicts`) without it.
 	VerdictEvents bool `yaml:"verdict_events" json:"verdict_events"`
 }
 
@@ -358,6 +359,9 @@ func (p *Policy) Validate() error {
 	}
 	if p.Capacity <= 0 {
 		return &fieldError{"capacity", fmt.Sprintf("must be at least 1, got %d", p.Capacity)}
+	}
+	if p.Capacity > conntrack.MaxCapacity {
+		return &fieldError{"capacity", fmt.Sprintf("must be at most %d connections (the table's limit), got %d", conntrack.MaxCapacity, p.Capacity)}
 	}
 	if p.MaxConnsPerSource < 0 {
 		return &fieldError{"max_conns_per_source", fmt.Sprintf("must be 0 (no limit) or more, got %d", p.MaxConnsPerSource)}

@@ -154,6 +154,9 @@ func (r *Result) add(to Side, p []byte) {
 type Stats struct {
 	Verdicts [NumVerdicts]uint64 // packets per Verdict
 	Reasons  [NumReasons]uint64  // packets per Reason
+	// Bytes counts the bytes of the packets that arrived from each Side (as read,
+	// before any rewrite), per Verdict.
+	Bytes    [2][NumVerdicts]uint64
 	Injected uint64
 	Table    conntrack.Stats
 	NATMaps  int

@@ -29,9 +29,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/idlegate/idlegate/gateway"
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/lab"
-	"github.com/idlegate/idlegate/policy"
 )
 
 // bin is the idlegate binary under test.
@@ -256,7 +255,7 @@ func TestCLILabLifecycle(t *testing.T) {
 		defer c.Close()
 
 		r := want(t, 0, "ct", "list", "--name", name, "-o", "json")
-		var rows []gateway.Conn
+		var rows []control.Conn
 		if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
 			t.Fatalf("ct list -o json does not parse: %v\n%s", err, r.stdout)
 		}
@@ -275,10 +274,11 @@ func TestCLILabLifecycle(t *testing.T) {
 	t.Run("policy set and show", func(t *testing.T) {
 		want(t, 0, "policy", "set", "--name", name, "timeouts.tcp.established=9s")
 		r := want(t, 0, "policy", "show", "--name", name, "-o", "json")
-		var p policy.Policy
-		if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+		var v control.PolicyView
+		if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
 			t.Fatalf("policy show -o json does not parse: %v\n%s", err, r.stdout)
 		}
+		p := v.Policy
 		if got := time.Duration(p.Timeouts.TCP.Established); got != 9*time.Second {
 			t.Errorf("policy show: timeouts.tcp.established = %v, want 9s", got)
 		}

@@ -1,108 +1,66 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"io/fs"
-	"net"
-	"net/http"
-	"os"
-	"path/filepath"
+	"net/url"
+	"strings"
 	"time"
 
-	"github.com/idlegate/idlegate/gateway"
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/lab"
 )
 
-// client talks to a running lab's control API over its unix socket.
-type client struct {
+// The CLI drives a running lab through package control, as any program may.
+
+// requestTimeout bounds one request to a lab's control API (not an event stream).
+const requestTimeout = 10 * time.Second
+
+// labClient is a control.Client of one lab, named for messages.
+type labClient struct {
+	*control.Client
 	name string
-	http *http.Client
 }
 
-func dialLab(name string) (*client, error) {
+// dialLab returns a client of lab name's control API. A bad name is a usage error;
+// a lab that is not running, or a control socket the caller may not open, is the
+// control package's error (exit 4 and 3).
+func dialLab(name string) (*labClient, error) {
 	if err := lab.CheckName(name); err != nil {
 		return nil, usageError{err}
 	}
-	sock := filepath.Join(lab.RunDir(name, ""), gateway.SocketFile)
-	if _, err := os.Stat(sock); err != nil {
-		if errors.Is(err, fs.ErrPermission) {
-			return nil, lab.ErrNotRoot // the run directory is root's, mode 0700
-		}
-		return nil, lab.NoSuchLab(name)
+	c, err := control.Dial(name)
+	if err != nil {
+		return nil, err
 	}
-	tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}
-	return &client{name: name, http: &http.Client{Transport: tr}}, nil
+	return &labClient{Client: c, name: name}, nil
 }
 
-// do sends a request and decodes a JSON answer into out (if not nil).
-func (c *client) do(method, path string, body any, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, "http://lab"+path, rd)
+// ctx is the context of one request.
+func (c *labClient) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), requestTimeout)
+}
+
+// do sends one request to path (which may carry a query) with a JSON body (if not
+// nil) and decodes the JSON answer into out; an io.Writer out gets the answer as it
+// is. It is for routes the control package has no method for.
+func (c *labClient) do(method, path string, body, out any) error {
+	ctx, cancel := c.ctx()
+	defer cancel()
+	p, rawq, _ := strings.Cut(path, "?")
+	q, err := url.ParseQuery(rawq)
 	if err != nil {
 		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := c.http.Do(req.WithContext(ctx))
-	if err != nil {
-		return c.connErr(err)
-	}
-	defer resp.Body.Close()
-	return decodeAnswer(resp, out)
-}
-
-func (c *client) connErr(err error) error {
-	return stateError{fmt.Sprintf("lab %q does not answer on its control socket (%v); if its gateway died, run `idlegate lab down --name %s`", c.name, errors.Unwrap(err), c.name), lab.ErrNoSuchLab}
-}
-
-func decodeAnswer(resp *http.Response, out any) error {
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		json.NewDecoder(resp.Body).Decode(&e)
-		if e.Error == "" {
-			e.Error = resp.Status
-		}
-		if resp.StatusCode < 500 {
-			return usageError{errors.New(e.Error)}
-		}
-		return errors.New(e.Error)
-	}
-	if out == nil {
-		return nil
 	}
 	if w, ok := out.(io.Writer); ok {
-		_, err := io.Copy(w, resp.Body)
-		return err
+		return c.Client.DoRaw(ctx, method, p, q, body, w)
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return c.Client.Do(ctx, method, p, q, body, out)
 }
 
-// stream opens a long-lived GET (events) and returns its body.
-func (c *client) stream(path string) (io.ReadCloser, error) {
-	resp, err := c.http.Get("http://lab" + path)
-	if err != nil {
-		return nil, c.connErr(err)
-	}
-	if resp.StatusCode >= 300 {
-		defer resp.Body.Close()
-		return nil, decodeAnswer(resp, nil)
-	}
-	return resp.Body, nil
+// isAPIError reports whether err is the gateway's answer with that status.
+func isAPIError(err error, status int) bool {
+	var ae *control.Error
+	return errors.As(err, &ae) && ae.Status == status
 }

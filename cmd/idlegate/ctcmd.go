@@ -1,79 +1,262 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
-	"github.com/idlegate/idlegate/conntrack"
-	"github.com/idlegate/idlegate/gateway"
+	"golang.org/x/sys/unix"
+
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/policy"
 )
 
 func newCtCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "ct",
-		Short: "Look at and change the gateway's connection table (like conntrack -L/-E/-F)",
-		Example: `  sudo idlegate ct list
-  sudo idlegate ct events --verdicts
-  sudo idlegate ct flush
+		Short: "Look at and change the gateway's connection table (like conntrack -L/-G/-D/-U/-E/-F)",
+		Long: `Look at and change the gateway's connection table with conntrack-tools' verbs and filters.
+
+Filters (every one given must hold; addresses and ports are the original direction's,
+the tuple of the packet that opened the connection):
+  -p, --proto PROTO     tcp, udp, icmp, icmpv6 or a protocol number
+  -s, --src ADDR        source address or prefix (198.18.0.2, 198.18.0.0/24)
+  -d, --dst ADDR        destination address or prefix
+      --sport PORT      source port (TCP and UDP)
+      --dport PORT      destination port (TCP and UDP)
+      --state STATES    TCP states, comma-separated (ESTABLISHED,TIME_WAIT)
+      --status STATUS   ASSURED or UNREPLIED
+      --nat[=false]     source-NATed connections only (or, =false, the others)
+      --id ID           the connection of that id (ct list shows them)
+  -e, --event TYPES     ct events only: NEW,UPDATE,DESTROY,VERDICT or ALL`,
+		Example: `  sudo idlegate ct list -p tcp --dport 5432
+  sudo idlegate ct get --id 7 -o yaml
+  sudo idlegate ct expire -p tcp --dport 5432     # fast-forward their idle timeout
+  sudo idlegate ct update --id 7 --timeout 30s
+  sudo idlegate ct events --verdicts -p tcp
   sudo idlegate ct stats -o json`,
 	}
-	c.AddCommand(newCtListCmd(), newCtEventsCmd(), newCtFlushCmd(), newCtStatsCmd())
+	c.AddCommand(newCtListCmd(), newCtGetCmd(), newCtCountCmd(), newCtDeleteCmd(), newCtExpireCmd(), newCtUpdateCmd(),
+		newCtEventsCmd(), newCtFlushCmd(), newCtStatsCmd())
 	return c
+}
+
+// filterValue is one filter flag: it sets a field of a control.Filter by its key.
+type filterValue struct {
+	f           *control.Filter
+	key, holder string
+	set         []string
+}
+
+func (v *filterValue) String() string { return strings.Join(v.set, ",") }
+func (v *filterValue) Type() string   { return v.holder }
+func (v *filterValue) Set(s string) error {
+	if err := v.f.Set(v.key, s); err != nil {
+		return err
+	}
+	v.set = append(v.set, s)
+	return nil
+}
+
+// filterFlags adds the conntrack-style filter flags that fill f; events adds -e.
+func filterFlags(c *cobra.Command, f *control.Filter, events bool) {
+	fl := c.Flags()
+	add := func(key, short, holder, usage string) *pflag.Flag {
+		return fl.VarPF(&filterValue{f: f, key: key, holder: holder}, key, short, usage)
+	}
+	add("proto", "p", "PROTO", "only this protocol: tcp, udp, icmp, icmpv6 or a number")
+	add("src", "s", "ADDR", "only this original source address or prefix")
+	add("dst", "d", "ADDR", "only this original destination address or prefix")
+	add("sport", "", "PORT", "only this original source port (TCP, UDP)")
+	add("dport", "", "PORT", "only this original destination port (TCP, UDP)")
+	add("state", "", "STATES", "only these TCP states, comma-separated (ESTABLISHED,TIME_WAIT)")
+	add("status", "", "STATUS", "only ASSURED or only UNREPLIED connections")
+	add("nat", "", "bool", "only source-NATed connections (--nat=false: only the others)").NoOptDefVal = "true"
+	add("id", "", "ID", "only the connection of this id")
+	if events {
+		add("event", "e", "TYPES", "event types, comma-separated: NEW,UPDATE,DESTROY,VERDICT or ALL (default NEW,UPDATE,DESTROY)")
+	}
+}
+
+// checkFilter reports a contradictory filter, and, with need set, an empty one.
+func checkFilter(f control.Filter, need string) error {
+	if err := f.Check(); err != nil {
+		return usageError{err}
+	}
+	if need != "" && f.IsZero() {
+		return usagef("%s needs a filter, e.g. -p tcp --dport 5432 or --id 7; `idlegate ct flush` forgets every connection", need)
+	}
+	return nil
+}
+
+// conns lists what f picks, with the lab's time scale for printing.
+func conns(cl *labClient, f control.Filter) ([]control.Conn, float64, error) {
+	ctx, cancel := cl.ctx()
+	defer cancel()
+	rows, err := cl.Conns(ctx, f)
+	if err != nil {
+		return nil, 1, err
+	}
+	scale := 1.0
+	if l, err := cl.Lab(ctx); err == nil {
+		scale = l.Scale()
+	}
+	return rows, scale, nil
 }
 
 func newCtListCmd() *cobra.Command {
 	var name, out string
+	var f control.Filter
+	var watch bool
+	var interval time.Duration
 	c := &cobra.Command{
-		Use:     "list",
-		Short:   "List tracked connections: state, seconds left, both tuples, NAT, counters",
-		Example: "  sudo idlegate ct list\n  sudo idlegate ct list --name pool -o json",
-		Args:    cobra.NoArgs,
+		Use:   "list [FILTER]",
+		Short: "List tracked connections: id, state, status, time left, both tuples",
+		Long: `List the connections the filter picks (all without one), as conntrack -L does: id, protocol,
+TCP state, ASSURED or UNREPLIED, the time left before the idle timeout fires (with the real
+value on a scaled lab), the original and reply tuples (ICMP as type=8 code=0 id=N). -o wide
+adds NAT, packet and byte counters each way, idle time and when the idle timer last
+restarted. --watch lists again every --interval until Ctrl-C.`,
+		Example: `  sudo idlegate ct list
+  sudo idlegate ct list -p tcp --state ESTABLISHED -o wide
+  sudo idlegate ct list --name pool -o json
+  sudo idlegate ct list --dport 5432 --watch`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return queryLab(cmd.OutOrStdout(), name, out, "GET", "/v1/conntrack", nil, printConns)
+			if err := checkOutputOf(out, "text", "wide", "json", "yaml"); err != nil {
+				return err
+			}
+			if err := checkFilter(f, ""); err != nil {
+				return err
+			}
+			if interval <= 0 {
+				return usagef("--interval %v: give a positive duration such as 1s", interval)
+			}
+			cl, err := dialLab(name)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			list := func() error {
+				rows, scale, err := conns(cl, f)
+				if err != nil {
+					return err
+				}
+				switch out {
+				case "json", "yaml":
+					return writeOut(w, out, rows)
+				}
+				printConns(w, rows, out == "wide", scale)
+				return nil
+			}
+			if !watch {
+				return list()
+			}
+			return watchEvery(cmd, interval, func(first bool) error {
+				if out == "text" || out == "wide" {
+					if tty(w) {
+						fmt.Fprint(w, "\033[H\033[2J")
+					} else if !first {
+						fmt.Fprintln(w)
+					}
+					fmt.Fprintf(w, "%s  lab %s  every %v  %s\n", time.Now().Format("15:04:05"), name, interval, dash(f.String()))
+				} else if out == "yaml" && !first {
+					fmt.Fprintln(w, "---")
+				}
+				return list()
+			})
 		},
 	}
 	nameFlag(c, &name)
-	outputFlag(c, &out)
+	outputFlagOf(c, &out, "text", "wide", "json", "yaml")
+	filterFlags(c, &f, false)
+	c.Flags().BoolVarP(&watch, "watch", "w", false, "list again every --interval until Ctrl-C")
+	c.Flags().DurationVar(&interval, "interval", time.Second, "with --watch: how often, a `DURATION`")
 	return c
 }
 
+// watchEvery calls fn at once and then every interval until SIGINT or SIGTERM (then
+// it returns nil) or fn fails.
+func watchEvery(cmd *cobra.Command, interval time.Duration, fn func(first bool) error) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for first := true; ; first = false {
+		if err := fn(first); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// tty reports whether w is a terminal.
+func tty(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
 // printConns prints the table in conntrack -L's spirit, one connection a line.
-func printConns(w io.Writer, rows []gateway.Conn) {
+func printConns(w io.Writer, rows []control.Conn, wide bool, scale float64) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROTO\tSTATE\tLEFT\tORIGINAL\tREPLY\tNAT\tPKTS\tBYTES")
+	head := "ID\tPROTO\tSTATE\tSTATUS\tLEFT\tORIGINAL\tREPLY"
+	if scale != 1 {
+		head = "ID\tPROTO\tSTATE\tSTATUS\tLEFT (REAL)\tORIGINAL\tREPLY"
+	}
+	if wide {
+		head += "\tNAT\tPACKETS\tBYTES\tIDLE\tREFRESHED"
+	}
+	fmt.Fprintln(tw, head)
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%.1fs\t%s\t%s\t%s\t%d/%d\t%d/%d\n", r.Proto, r.State, r.TimeoutLeft,
-			tupleString(r.Orig), tupleString(r.Reply), dash(r.NAT), r.Packets[0], r.Packets[1], r.Bytes[0], r.Bytes[1])
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s", r.ID, r.Proto, dash(r.State), dash(r.Status()),
+			seconds(r.TimeLeft, scale), r.Orig, r.Reply)
+		if wide {
+			fmt.Fprintf(tw, "\t%s\t%d/%d\t%d/%d\t%s\t%s", dash(r.NAT), r.Packets.Original, r.Packets.Reply,
+				r.Bytes.Original, r.Bytes.Reply, seconds(r.Idle, 1), r.Refreshed.Local().Format("15:04:05.000"))
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
-	if len(rows) == 1 {
-		fmt.Fprintln(w, "1 connection")
-	} else {
-		fmt.Fprintf(w, "%d connections\n", len(rows))
-	}
+	fmt.Fprintln(w, plural(len(rows), "connection"))
 }
 
-func tupleString(t gateway.Tuple) string {
-	return fmt.Sprintf("%s -> %s", joinHostPort(t.Src, t.SrcPort), joinHostPort(t.Dst, t.DstPort))
+// seconds prints s seconds measured on a lab's clock, with the real time it stands
+// for on a scaled lab: "3.5s (350s)".
+func seconds(s, scale float64) string {
+	d := time.Duration(s * float64(time.Second)).Round(100 * time.Millisecond)
+	if scale == 1 {
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	return fmt.Sprintf("%.1fs (%s)", d.Seconds(), policy.FormatDuration(time.Duration(s/scale*float64(time.Second)).Round(time.Second)))
 }
 
-func joinHostPort(a string, p uint16) string {
-	if strings.Contains(a, ":") {
-		return fmt.Sprintf("[%s]:%d", a, p)
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
 	}
-	return fmt.Sprintf("%s:%d", a, p)
+	if strings.HasSuffix(what, "s") {
+		return strconv.Itoa(n) + " " + what + "es"
+	}
+	return strconv.Itoa(n) + " " + what + "s"
 }
 
 func dash(s string) string {
@@ -83,115 +266,238 @@ func dash(s string) string {
 	return s
 }
 
-// queryLab asks lab name's control API (method, path, body) and prints the answer:
-// as JSON with -o json, else through text.
-func queryLab[T any](w io.Writer, name, out, method, path string, body any, text func(io.Writer, T)) error {
-	if err := checkOutput(out); err != nil {
-		return err
-	}
-	cl, err := dialLab(name)
-	if err != nil {
-		return err
-	}
-	var v T
-	if err := cl.do(method, path, body, &v); err != nil {
-		return err
-	}
-	if out == "json" {
-		return writeJSONOut(w, v)
-	}
-	text(w, v)
-	return nil
-}
-
-func newCtEventsCmd() *cobra.Command {
+func newCtGetCmd() *cobra.Command {
 	var name, out string
-	var verdicts bool
+	var f control.Filter
 	c := &cobra.Command{
-		Use:   "events",
-		Short: "Follow connection events (NEW, UPDATE, DESTROY with reason) until Ctrl-C",
-		Example: `  sudo idlegate ct events
-  sudo idlegate ct events --verdicts -o json | jq .`,
+		Use:   "get FILTER",
+		Short: "Show the one connection the filter picks (an error if none or several)",
+		Long: `Show the one connection the filter picks, in full, as conntrack -G does. No match is a
+failure (exit 1); several are a usage error (exit 2): narrow the filter, e.g. with --id.`,
+		Example: `  sudo idlegate ct get --id 7
+  sudo idlegate ct get -p tcp --sport 40000 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
+			if err := checkOutputOf(out, "text", "json", "yaml"); err != nil {
+				return err
+			}
+			if err := checkFilter(f, "ct get"); err != nil {
 				return err
 			}
 			cl, err := dialLab(name)
 			if err != nil {
 				return err
 			}
-			path := "/v1/events"
-			if verdicts {
-				path += "?verdicts=1"
-			}
-			body, err := cl.stream(path)
+			rows, scale, err := conns(cl, f)
 			if err != nil {
 				return err
 			}
-			defer body.Close()
-			sig := make(chan os.Signal, 1)
-			signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-			go func() { <-sig; body.Close() }()
-			w := cmd.OutOrStdout()
-			sc := bufio.NewScanner(body)
-			for sc.Scan() {
-				if out == "json" {
-					fmt.Fprintln(w, sc.Text())
-					continue
+			switch len(rows) {
+			case 0:
+				return fmt.Errorf("no connection matches %s", f)
+			case 1:
+			default:
+				ids := make([]string, len(rows))
+				for i, r := range rows {
+					ids[i] = strconv.FormatUint(r.ID, 10)
 				}
-				var ev gateway.EventJSON
-				if json.Unmarshal(sc.Bytes(), &ev) == nil {
-					fmt.Fprintln(w, formatEvent(ev))
-				}
+				return usagef("%d connections match %s (ids %s): narrow the filter, e.g. with --id", len(rows), f, strings.Join(ids, ", "))
 			}
+			w := cmd.OutOrStdout()
+			if out != "text" {
+				return writeOut(w, out, rows[0])
+			}
+			printConn(w, rows[0], scale)
+			return nil
+		},
+	}
+	nameFlag(c, &name)
+	outputFlagOf(c, &out, "text", "json", "yaml")
+	filterFlags(c, &f, false)
+	return c
+}
+
+// printConn prints one connection, a field a line.
+func printConn(w io.Writer, r control.Conn, scale float64) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "id\t%d\n", r.ID)
+	fmt.Fprintf(tw, "proto\t%s\n", r.Proto)
+	if r.State != "" {
+		fmt.Fprintf(tw, "state\t%s\n", r.State)
+	}
+	fmt.Fprintf(tw, "status\t%s\n", dash(r.Status()))
+	fmt.Fprintf(tw, "original\t%s\n", r.Orig)
+	fmt.Fprintf(tw, "reply\t%s\n", r.Reply)
+	fmt.Fprintf(tw, "nat\t%s\n", dash(r.NAT))
+	fmt.Fprintf(tw, "time left\t%s of %s\n", seconds(r.TimeLeft, scale), seconds(r.Timeout, scale))
+	fmt.Fprintf(tw, "idle\t%s\n", seconds(r.Idle, 1))
+	fmt.Fprintf(tw, "packets\t%d original, %d reply\n", r.Packets.Original, r.Packets.Reply)
+	fmt.Fprintf(tw, "bytes\t%d original, %d reply\n", r.Bytes.Original, r.Bytes.Reply)
+	fmt.Fprintf(tw, "created\t%s\n", r.Created.Local().Format("2006-01-02 15:04:05.000"))
+	fmt.Fprintf(tw, "refreshed\t%s\n", r.Refreshed.Local().Format("2006-01-02 15:04:05.000"))
+	tw.Flush()
+}
+
+func newCtCountCmd() *cobra.Command {
+	var name, out string
+	var f control.Filter
+	c := &cobra.Command{
+		Use:     "count [FILTER]",
+		Short:   "Count the connections the filter picks (all without one)",
+		Example: "  sudo idlegate ct count\n  sudo idlegate ct count -p udp --status UNREPLIED",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			if err := checkFilter(f, ""); err != nil {
+				return err
+			}
+			cl, err := dialLab(name)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := cl.ctx()
+			defer cancel()
+			n, err := cl.Count(ctx, f)
+			if err != nil {
+				return err
+			}
+			if out == "json" {
+				return writeJSONOut(cmd.OutOrStdout(), map[string]int{"count": n})
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), n)
 			return nil
 		},
 	}
 	nameFlag(c, &name)
 	outputFlag(c, &out)
-	c.Flags().BoolVar(&verdicts, "verdicts", false, "also show one VERDICT event per packet")
+	filterFlags(c, &f, false)
 	return c
 }
 
-// formatEvent prints one event the way conntrack -E does, plus idlegate's reasons.
-func formatEvent(ev gateway.EventJSON) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%8.3fs %-9s", ev.T, "["+ev.Type+"]")
-	if ev.Proto != "" {
-		fmt.Fprintf(&b, " %-4s", ev.Proto)
-	}
-	if ev.State != "" {
-		if ev.OldState != "" && ev.OldState != ev.State && ev.Type == conntrack.EventUpdate.String() {
-			fmt.Fprintf(&b, " %s->%s", ev.OldState, ev.State)
-		} else {
-			fmt.Fprintf(&b, " %s", ev.State)
-		}
-	}
-	if ev.Orig != "" {
-		fmt.Fprintf(&b, " %s", stripProto(ev.Orig))
-	}
-	switch {
-	case ev.Verdict != "":
-		keepalive := ""
-		if ev.Keepalive {
-			keepalive = " keepalive"
-		}
-		fmt.Fprintf(&b, " verdict=%s (%s %s%s)", ev.Verdict, ev.Dir, ev.Reason, keepalive)
-	case ev.Reason != "":
-		fmt.Fprintf(&b, " reason=%s", ev.Reason)
-		if ev.Reason == conntrack.ReasonExpired.String() {
-			fmt.Fprintf(&b, " idle=%.1fs timeout=%.1fs", ev.Idle, ev.Timeout)
-		}
-	}
-	return b.String()
+// change is what a verb did: how many connections (JSON key done), and the line
+// that says so.
+type change struct {
+	done string
+	n    int
+	line string
 }
 
-func stripProto(s string) string {
-	if i := strings.IndexByte(s, ' '); i > 0 && i < 7 {
-		return s[i+1:]
+// changeCmd is a verb that changes the connections a filter picks and prints how many.
+func changeCmd(use, short, long, example string, run func(cl *labClient, ctx context.Context, f control.Filter, cmd *cobra.Command) (change, error)) *cobra.Command {
+	var name, out string
+	f := new(control.Filter)
+	c := &cobra.Command{
+		Use:     use,
+		Short:   short,
+		Long:    long,
+		Example: example,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			if err := checkFilter(*f, "ct "+cmd.Name()); err != nil {
+				return err
+			}
+			cl, err := dialLab(name)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := cl.ctx()
+			defer cancel()
+			ch, err := run(cl, ctx, *f, cmd)
+			if err != nil {
+				return err
+			}
+			if out == "json" {
+				return writeJSONOut(cmd.OutOrStdout(), map[string]any{ch.done: ch.n, "filter": f.String()})
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), ch.line)
+			return nil
+		},
 	}
-	return s
+	nameFlag(c, &name)
+	outputFlag(c, &out)
+	filterFlags(c, f, false)
+	return c
+}
+
+func newCtDeleteCmd() *cobra.Command {
+	return changeCmd("delete FILTER", "Forget the connections the filter picks now, as conntrack -D: their next packet is an orphan",
+		`Forget the connections the filter picks now, as conntrack -D does: each is destroyed
+(DESTROY reason deleted) and its NAT mapping released, so its next packet meets no entry and
+gets the orphan policy (drop, RST, ICMP or pickup). No RST is sent now. A filter is required:
+`+"`idlegate ct flush`"+` forgets everything.`,
+		"  sudo idlegate ct delete --id 7\n  sudo idlegate ct delete -p tcp --dport 5432",
+		func(cl *labClient, ctx context.Context, f control.Filter, _ *cobra.Command) (change, error) {
+			n, err := cl.Delete(ctx, f)
+			return change{"deleted", n, fmt.Sprintf("deleted %s (%s)", plural(n, "connection"), f)}, err
+		})
+}
+
+func newCtExpireCmd() *cobra.Command {
+	return changeCmd("expire FILTER", "Expire the connections the filter picks now, exactly as their idle timeout would",
+		`Expire the connections the filter picks now, exactly as their idle timeout would: DESTROY
+reason expired (closed in TIME_WAIT and CLOSE), and with reset_on_expire the same RSTs to both
+ends. A way to fast-forward one flow without waiting. A filter is required.`,
+		"  sudo idlegate ct expire --id 7\n  sudo idlegate ct expire -p tcp --dport 5432 --state ESTABLISHED",
+		func(cl *labClient, ctx context.Context, f control.Filter, _ *cobra.Command) (change, error) {
+			n, err := cl.Expire(ctx, f)
+			return change{"expired", n, fmt.Sprintf("expired %s (%s)", plural(n, "connection"), f)}, err
+		})
+}
+
+func newCtUpdateCmd() *cobra.Command {
+	var timeout string
+	c := changeCmd("update FILTER --timeout D", "Set the time left of the connections the filter picks, as conntrack -U --timeout",
+		`Set how long the connections the filter picks have left before their idle timeout fires,
+as conntrack -U --timeout does; they then end as an idle timeout ends them. The next packet
+that refreshes one restarts its normal timeout. D is a duration (30s, 5m, 2d) or a number of
+seconds; on a scaled lab it is in real units and runs scaled, as policy set takes it.`,
+		"  sudo idlegate ct update --id 7 --timeout 30s\n  sudo idlegate ct update -p tcp --dport 5432 --timeout 300",
+		func(cl *labClient, ctx context.Context, f control.Filter, cmd *cobra.Command) (change, error) {
+			d, err := parseTimeout(timeout)
+			if err != nil {
+				return change{}, err
+			}
+			scale := 1.0
+			if l, err := cl.Lab(ctx); err == nil {
+				scale = l.Scale()
+			}
+			n, err := cl.SetTimeout(ctx, f, scaled(d, scale))
+			return change{"updated", n, fmt.Sprintf("updated %s (%s): %s left", plural(n, "connection"), f, policy.FormatScaled(d, scale))}, err
+		})
+	c.Flags().StringVar(&timeout, "timeout", "", "the time left, a `DURATION` (30s, 5m) or seconds")
+	c.PreRunE = func(cmd *cobra.Command, _ []string) error {
+		if !cmd.Flags().Changed("timeout") {
+			return usagef("ct update needs --timeout D, e.g. --timeout 30s")
+		}
+		_, err := parseTimeout(timeout)
+		return err
+	}
+	return c
+}
+
+// scaled is d as it runs on a lab at scale, without the policy's millisecond floor.
+func scaled(d time.Duration, scale float64) time.Duration {
+	if scale == 1 {
+		return d
+	}
+	return time.Duration(float64(d) * scale)
+}
+
+// parseTimeout reads conntrack's --timeout: seconds, or a duration with its unit.
+func parseTimeout(s string) (time.Duration, error) {
+	if n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 32); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := policy.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, usagef("--timeout %q: give seconds or a duration such as 30s or 5m", s)
+	}
+	return time.Duration(d), nil
 }
 
 func newCtFlushCmd() *cobra.Command {
@@ -202,9 +508,24 @@ func newCtFlushCmd() *cobra.Command {
 		Example: "  sudo idlegate ct flush",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return queryLab(cmd.OutOrStdout(), name, out, "POST", "/v1/flush", struct{}{}, func(w io.Writer, res map[string]int) {
-				fmt.Fprintf(w, "flushed %d connections\n", res["flushed"])
-			})
+			if err := checkOutput(out); err != nil {
+				return err
+			}
+			cl, err := dialLab(name)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := cl.ctx()
+			defer cancel()
+			n, err := cl.Flush(ctx)
+			if err != nil {
+				return err
+			}
+			if out == "json" {
+				return writeJSONOut(cmd.OutOrStdout(), map[string]int{"flushed": n})
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "flushed %s\n", plural(n, "connection"))
+			return nil
 		},
 	}
 	nameFlag(c, &name)
@@ -215,29 +536,60 @@ func newCtFlushCmd() *cobra.Command {
 func newCtStatsCmd() *cobra.Command {
 	var name, out string
 	c := &cobra.Command{
-		Use:     "stats",
-		Short:   "Print the gateway's counters: verdicts, reasons, table, devices",
-		Example: "  sudo idlegate ct stats -o json",
+		Use:   "stats",
+		Short: "Print the gateway's counters: verdicts, reasons, table, destroy reasons, devices",
+		Long: `Print every counter since the gateway started: packets by verdict and by reason, the table
+(created, destroyed by reason, full, keepalive probes), bytes by side and verdict, and the
+devices. -o json keys every counter by name (snake_case), never by position.`,
+		Example: "  sudo idlegate ct stats\n  sudo idlegate ct stats -o json | jq .table.destroyed",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return queryLab(cmd.OutOrStdout(), name, out, "GET", "/v1/stats", nil, func(w io.Writer, st gateway.StatsJSON) {
-				fmt.Fprintf(w, "uptime %.0fs, %d connections, %d NAT mappings, %d packets injected\n", st.Uptime, st.Entries, st.NATMaps, st.Injected)
-				fmt.Fprintf(w, "verdicts: %s\n", countsLine(st.Verdicts))
-				fmt.Fprintf(w, "reasons:  %s\n", countsLine(st.Reasons))
-				fmt.Fprintf(w, "inside:   rx %d pkts, tx %d pkts; outside: rx %d pkts, tx %d pkts\n",
-					st.Inside.RxPackets, st.Inside.TxPackets, st.Outside.RxPackets, st.Outside.TxPackets)
-				if st.Pcap != "" {
-					fmt.Fprintf(w, "pcap:     recording to %s\n", st.Pcap)
-				}
-				if st.PcapFailed != nil {
-					fmt.Fprintf(w, "pcap:     %s\n", st.PcapFailed)
-				}
-			})
+			if err := checkOutputOf(out, "text", "json", "yaml"); err != nil {
+				return err
+			}
+			cl, err := dialLab(name)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := cl.ctx()
+			defer cancel()
+			st, err := cl.Stats(ctx)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if out != "text" {
+				return writeOut(w, out, st)
+			}
+			printStats(w, st)
+			return nil
 		},
 	}
 	nameFlag(c, &name)
-	outputFlag(c, &out)
+	outputFlagOf(c, &out, "text", "json", "yaml")
 	return c
+}
+
+func printStats(w io.Writer, st control.Stats) {
+	fmt.Fprintf(w, "uptime %.0fs, %d of %d connections, %d NAT mappings, %d packets injected\n",
+		st.Uptime, st.Entries, st.Capacity, st.NATMaps, st.Injected)
+	fmt.Fprintf(w, "verdicts: %s\n", countsLine(st.Verdicts))
+	fmt.Fprintf(w, "reasons:  %s\n", countsLine(st.Reasons))
+	t := st.Table
+	fmt.Fprintf(w, "table:    created=%d full=%d invalid=%d clash=%d keepalive_probes=%d\n", t.Created, t.Full, t.Invalid, t.Clash, t.KeepaliveProbes)
+	fmt.Fprintf(w, "          destroyed %s\n", countsLine(t.Destroyed))
+	fmt.Fprintf(w, "bytes:    inside %s; outside %s\n", countsLine(st.Bytes["inside"]), countsLine(st.Bytes["outside"]))
+	fmt.Fprintf(w, "inside:   rx %d pkts, tx %d pkts; outside: rx %d pkts, tx %d pkts\n",
+		st.Inside.RxPackets, st.Inside.TxPackets, st.Outside.RxPackets, st.Outside.TxPackets)
+	if st.EventsDropped > 0 {
+		fmt.Fprintf(w, "events:   %d lost by slow readers\n", st.EventsDropped)
+	}
+	if st.Pcap != "" {
+		fmt.Fprintf(w, "pcap:     recording to %s\n", st.Pcap)
+	}
+	if st.PcapFailed != nil {
+		fmt.Fprintf(w, "pcap:     %s\n", st.PcapFailed)
+	}
 }
 
 func countsLine(m map[string]uint64) string {
@@ -254,132 +606,155 @@ func countsLine(m map[string]uint64) string {
 	return strings.Join(parts, " ")
 }
 
-func newPolicyCmd() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "policy",
-		Short: "Show or change the running gateway's policy",
-		Example: `  sudo idlegate policy show
-  sudo idlegate policy set timeouts.tcp.established=10s orphan=reset`,
-	}
+func newCtEventsCmd() *cobra.Command {
 	var name, out string
-	show := &cobra.Command{
-		Use:     "show",
-		Short:   "Print the policy in force (YAML, or JSON with -o json)",
-		Example: "  sudo idlegate policy show",
-		Args:    cobra.NoArgs,
+	var f control.Filter
+	var verdicts bool
+	c := &cobra.Command{
+		Use:   "events [FILTER]",
+		Short: "Follow connection events (NEW, UPDATE, DESTROY with reason) until Ctrl-C",
+		Long: `Follow the events of the connections the filter picks, as conntrack -E does: NEW, UPDATE
+and DESTROY (with its reason: expired after idle D, evicted, closed, flushed, deleted), and
+with --verdicts (or -e VERDICT) one VERDICT per packet, for this reader alone. Each line
+starts with the wall-clock time and the time since the gateway started.
+
+The gateway never waits for a slow reader: events that do not fit its buffer are lost,
+and a LOST line says how many. When the gateway stops, the command says so and exits 4;
+Ctrl-C ends it with 0.`,
+		Example: `  sudo idlegate ct events
+  sudo idlegate ct events -p tcp --dport 5432 -e NEW,DESTROY
+  sudo idlegate ct events --verdicts -o json | jq .`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
+			if err := checkFilter(f, ""); err != nil {
+				return err
+			}
+			if verdicts {
+				if len(f.Events) == 0 {
+					f.Set("event", "NEW,UPDATE,DESTROY")
+				}
+				f.Set("event", "VERDICT")
+			}
 			cl, err := dialLab(name)
 			if err != nil {
 				return err
 			}
-			if out == "json" {
-				var p policy.Policy
-				if err := cl.do("GET", "/v1/policy", nil, &p); err != nil {
-					return err
-				}
-				return writeJSONOut(cmd.OutOrStdout(), p)
-			}
-			return cl.do("GET", "/v1/policy?format=yaml", nil, cmd.OutOrStdout())
+			return followEvents(cmd.Context(), cl, f, cmd.OutOrStdout(), out == "json")
 		},
 	}
-	nameFlag(show, &name)
-	outputFlag(show, &out)
-	var setName string
-	set := &cobra.Command{
-		Use:   "set KEY=VALUE...",
-		Short: "Change policy keys live (timeouts, orphan, refresh, on_full, reset_on_expire, ...)",
-		Example: `  sudo idlegate policy set timeouts.tcp.established=10s
-  sudo idlegate policy set orphan=reset refresh=data`,
-		Args: cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, kv := range args {
-				if !strings.Contains(kv, "=") {
-					return usagef("%q is not KEY=VALUE, e.g. timeouts.tcp.established=10s", kv)
-				}
-			}
-			cl, err := dialLab(setName)
-			if err != nil {
-				return err
-			}
-			if err := cl.do("POST", "/v1/policy", map[string][]string{"set": args}, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "policy updated: %s\n", strings.Join(args, " "))
-			return nil
-		},
-	}
-	nameFlag(set, &setName)
-	c.AddCommand(show, set)
+	nameFlag(c, &name)
+	outputFlag(c, &out)
+	filterFlags(c, &f, true)
+	c.Flags().BoolVar(&verdicts, "verdicts", false, "also one VERDICT event per packet (same as adding -e VERDICT)")
 	return c
 }
 
-func newPcapCmd() *cobra.Command {
-	c := &cobra.Command{
-		Use:   "pcap",
-		Short: "Start or stop recording what crosses a running gateway",
-		Example: `  sudo idlegate pcap start /tmp/run.pcapng
-  sudo idlegate pcap stop`,
+// signalGrace is how long a signalled `ct events` waits for its loop to end (it may
+// be blocked writing to a stdout nobody reads) before it exits anyway.
+const signalGrace = 500 * time.Millisecond
+
+// followEvents prints the events f picks until SIGINT or SIGTERM (nil) or the
+// gateway goes away (an error saying so). It exits on a signal even when a write to
+// w blocks.
+func followEvents(ctx context.Context, cl *labClient, f control.Filter, w io.Writer, raw bool) error {
+	if ctx == nil {
+		ctx = context.Background()
 	}
-	var name string
-	var force bool
-	start := &cobra.Command{
-		Use:   "start FILE",
-		Short: "Record to a new pcapng file, mode 0600 (each packet's comment gives its verdict)",
-		Long: `Record what crosses the gateway to FILE, a new pcapng file of mode 0600 (every payload
-is in it). A symbolic link or a file that is not regular is refused; so is an existing file,
-unless --force. A recording in progress is replaced; what it holds is printed.`,
-		Example: `  sudo idlegate pcap start /tmp/run.pcapng
-  tshark -r /tmp/run.pcapng -T fields -e frame.comment`,
-		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := dialLab(name)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	evs, err := cl.Events(ctx, f)
+	if err != nil {
+		return err
+	}
+	defer evs.Close()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	done := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := evs.Next()
 			if err != nil {
-				return err
+				done <- err
+				return
 			}
-			path := absPath(args[0])
-			var ans gateway.PcapAnswer
-			if err := cl.do("POST", "/v1/pcap", gateway.PcapRequest{Path: path, Force: force}, &ans); err != nil {
-				return err
+			if raw {
+				_, err = fmt.Fprintf(w, "%s\n", evs.Raw())
+			} else {
+				_, err = fmt.Fprintln(w, formatEvent(ev))
 			}
-			if ans.Ended != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "previous recording: %s\n", ans.Ended)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "recording to %s\n", path)
-			return nil
-		},
-	}
-	nameFlag(start, &name)
-	start.Flags().BoolVar(&force, "force", false, "overwrite FILE if it exists")
-	var stopName string
-	stop := &cobra.Command{
-		Use:     "stop",
-		Short:   "Stop recording and close the file",
-		Example: "  sudo idlegate pcap stop",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := dialLab(stopName)
 			if err != nil {
-				return err
+				done <- fmt.Errorf("write events: %w", err)
+				return
 			}
-			var ans gateway.PcapAnswer
-			if err := cl.do("POST", "/v1/pcap", gateway.PcapRequest{}, &ans); err != nil {
-				return err
-			}
-			switch e := ans.Ended; {
-			case e == nil:
-				fmt.Fprintln(cmd.OutOrStdout(), "no recording was running")
-			case e.Error != "":
-				return errors.New(e.String()) // exit 1: the recording did not hold everything
-			default:
-				fmt.Fprintf(cmd.OutOrStdout(), "recording stopped: %s\n", e)
-			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if ctx.Err() != nil {
 			return nil
-		},
+		}
+		return err
+	case <-sig:
+		cancel()
+		evs.Close()
+		select {
+		case <-done:
+		case <-time.After(signalGrace):
+			// The loop is stuck writing to w (a stalled pipe): leave without it.
+		}
+		return nil
 	}
-	nameFlag(stop, &stopName)
-	c.AddCommand(start, stop)
-	return c
+}
+
+// formatEvent prints one event as conntrack -E -o timestamp does, plus the time
+// since the gateway started and idlegate's reasons.
+func formatEvent(ev control.Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %9s %-9s", ev.Time.Local().Format("15:04:05.000000"), fmt.Sprintf("+%.3fs", ev.T), "["+ev.Type+"]")
+	if ev.Type == control.EventLost {
+		fmt.Fprintf(&b, " %s lost: this reader fell behind and the gateway dropped them", plural(int(ev.Lost), "event"))
+		return b.String()
+	}
+	if ev.Proto != "" {
+		fmt.Fprintf(&b, " %-4s", ev.Proto)
+	}
+	switch {
+	case ev.OldState != "":
+		fmt.Fprintf(&b, " %s->%s", ev.OldState, ev.State)
+	case ev.State != "":
+		fmt.Fprintf(&b, " %s", ev.State)
+	}
+	if ev.Orig != nil {
+		fmt.Fprintf(&b, " %s", ev.Orig)
+	}
+	if ev.NAT != "" {
+		fmt.Fprintf(&b, " nat %s", ev.NAT)
+	}
+	if ev.ID != 0 {
+		fmt.Fprintf(&b, " id=%d", ev.ID)
+	}
+	switch {
+	case ev.Type == "VERDICT":
+		keepalive := ""
+		if ev.Keepalive {
+			keepalive = " keepalive"
+		}
+		fmt.Fprintf(&b, " verdict=%s (%s %s%s)", ev.Verdict, ev.Dir, ev.Reason, keepalive)
+		return b.String()
+	case ev.Assured:
+		b.WriteString(" [ASSURED]")
+	case ev.Unreplied:
+		b.WriteString(" [UNREPLIED]")
+	}
+	if ev.Reason != "" {
+		fmt.Fprintf(&b, " reason=%s", ev.Reason)
+		if ev.Reason == "expired" || ev.Reason == "closed" {
+			fmt.Fprintf(&b, " idle=%.1fs timeout=%.1fs", ev.Idle, ev.Timeout)
+		}
+	}
+	return b.String()
 }

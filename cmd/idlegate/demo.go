@@ -60,7 +60,7 @@ The story files: ` + "`idlegate scenario show idle-reset`" + ` (or tcp-keepalive
 			return runDemo(ctx, cmd.OutOrStdout(), o, list)
 		},
 	}
-	c.Flags().StringVar(&o.name, "name", o.name, "lab name (the stories run in it one after the other)")
+	c.Flags().StringVar(&o.name, "name", o.name, "the lab's `NAME` (the stories run in it one after the other)")
 	return c
 }
 

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -14,11 +16,13 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/policy"
@@ -39,16 +43,17 @@ the gateway holds. The only path between them is through the gateway.`,
   sudo idlegate lab exec client -- ping -c1 198.19.0.2
   sudo idlegate lab down`,
 	}
-	c.AddCommand(newLabUpCmd(), newLabDownCmd(), newLabShowCmd(), newLabExecCmd())
+	c.AddCommand(newLabUpCmd(), newLabDownCmd(), newLabShowCmd(), newLabListCmd(), newLabExecCmd())
 	return c
 }
 
 type labUpOpts struct {
 	name, config, pcap string
-	profile            string
+	profile, metrics   string
 	scale              float64
 	mtu                int
 	detach, force      bool
+	quiet              bool
 	sets               []string
 }
 
@@ -58,26 +63,34 @@ func newLabUpCmd() *cobra.Command {
 		Use:   "up",
 		Short: "Create the lab and run its gateway",
 		Long: `Create NAME-client and NAME-server and run the gateway between them with the policy
-(Linux netfilter defaults unless --config or --set say otherwise). Without --detach the
-gateway runs in the foreground until Ctrl-C; with it, in the background, with its pid file,
-log and control socket in /run/idlegate/NAME. Leftovers of a killed gateway of the same
-name are removed first.`,
+(Linux netfilter defaults unless --profile, --config or --set say otherwise). Without
+--detach the gateway runs in the foreground until Ctrl-C and prints the event stream
+(NEW, UPDATE, DESTROY, as ct events does) unless --quiet; with it, in the background, with
+its pid file, log and control socket in /run/idlegate/NAME. Leftovers of a killed gateway of
+the same name are removed first.
+
+--metrics ADDR also serves GET /metrics (only that) over TCP, for a stock Prometheus; the
+control API stays on its root-only unix socket. The gateway's log records every change made
+through the API, with who made it.`,
 		Example: `  sudo idlegate lab up
   sudo idlegate lab up --profile aws-nat-gateway --time-scale 0.01 --detach
   sudo idlegate lab up --name pool --config aws-nat.yaml --detach
-  sudo idlegate lab up --set timeouts.tcp.established=5s --set orphan=reset --pcap /tmp/run.pcapng`,
+  sudo idlegate lab up --set timeouts.tcp.established=5s --set orphan=reset --pcap /tmp/run.pcapng
+  sudo idlegate lab up --detach --metrics 127.0.0.1:9477`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return labUp(cmd, o) },
 	}
 	nameFlag(c, &o.name)
-	c.Flags().StringVar(&o.profile, "profile", "", "start from a built-in middlebox profile (see `idlegate profiles`)")
-	c.Flags().StringVar(&o.config, "config", "", "policy YAML file (over --profile, if both)")
+	c.Flags().StringVar(&o.profile, "profile", "", "start from the built-in middlebox profile `NAME` (idlegate profiles lists them)")
+	c.Flags().StringVar(&o.config, "config", "", "policy YAML `FILE` (over --profile, if both)")
 	scaleFlag(c, &o.scale)
-	c.Flags().StringArrayVar(&o.sets, "set", nil, "override one policy key, KEY=VALUE (repeatable)")
-	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to this new pcapng file (mode 0600)")
+	c.Flags().StringArrayVar(&o.sets, "set", nil, "override one policy key, `KEY=VALUE` (repeatable)")
+	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to this new pcapng `FILE` (mode 0600)")
 	c.Flags().BoolVar(&o.force, "force", false, "with --pcap: overwrite the file if it exists")
-	c.Flags().IntVar(&o.mtu, "mtu", lab.DefaultMTU, "MTU of both TUN links")
+	c.Flags().StringVar(&o.metrics, "metrics", "", "also serve GET /metrics over TCP at `ADDR`, e.g. 127.0.0.1:9477")
+	c.Flags().IntVar(&o.mtu, "mtu", lab.DefaultMTU, "`MTU` of both TUN links")
 	c.Flags().BoolVar(&o.detach, "detach", false, "run the gateway in the background")
+	c.Flags().BoolVarP(&o.quiet, "quiet", "q", false, "in the foreground, do not print the event stream")
 	return c
 }
 
@@ -88,6 +101,11 @@ func labUp(cmd *cobra.Command, o labUpOpts) error {
 	if err := checkScale(o.scale); err != nil {
 		return err
 	}
+	if o.metrics != "" {
+		if _, _, err := net.SplitHostPort(o.metrics); err != nil {
+			return usagef("--metrics %q: give HOST:PORT, e.g. 127.0.0.1:9477", o.metrics)
+		}
+	}
 	if o.mtu < 1280 || o.mtu > 65535 {
 		return usagef("--mtu %d: pick an MTU from 1280 (the IPv6 minimum) to 65535", o.mtu)
 	}
@@ -95,8 +113,7 @@ func labUp(cmd *cobra.Command, o labUpOpts) error {
 	if err != nil {
 		return err
 	}
-	pol, err := realPol.Scale(o.scale)
-	if err != nil {
+	if _, err := realPol.Scale(o.scale); err != nil {
 		return usageError{err}
 	}
 	if o.detach {
@@ -117,8 +134,9 @@ func labUp(cmd *cobra.Command, o labUpOpts) error {
 	if ready != nil {
 		signal.Ignore(syscall.SIGHUP)
 	}
-	run, err := gateway.StartLab(ctx, lab.Config{Name: o.name, MTU: o.mtu}, pol, gateway.LabOptions{
+	run, err := gateway.StartLab(ctx, lab.Config{Name: o.name, MTU: o.mtu}, realPol, gateway.LabOptions{
 		Pcap: absPath(o.pcap), PcapForce: o.force, PolicyFile: absPath(o.config), Log: log,
+		Profile: strings.TrimSpace(o.profile), TimeScale: o.scale, Metrics: o.metrics,
 	})
 	if err != nil {
 		return fail(err)
@@ -133,8 +151,12 @@ func labUp(cmd *cobra.Command, o labUpOpts) error {
 		fmt.Fprintln(ready, "ready")
 		ready.Close()
 	} else {
-		printLabSummary(cmd.OutOrStdout(), run.Lab.Name, run.Lab.RunDir, realPol, o.scale)
+		printLabSummary(cmd.OutOrStdout(), run.Lab.Name, run.Lab.RunDir, realPol, o.scale, run.Metrics)
 		fmt.Fprintln(cmd.OutOrStdout(), "gateway running; Ctrl-C stops it and removes the lab")
+		if !o.quiet {
+			stopEvents := printEngineEvents(cmd.OutOrStdout(), run)
+			defer stopEvents()
+		}
 	}
 	log.Info("gateway running", "lab", run.Lab.Name, "pid", os.Getpid())
 	select {
@@ -146,6 +168,32 @@ func labUp(cmd *cobra.Command, o labUpOpts) error {
 		}
 	}
 	return run.Stop() // with why the gateway stopped, if it failed
+}
+
+// printEngineEvents prints the lab's events to w, as ct events does, until the
+// returned function is called; a LOST line says how many this printer lost.
+func printEngineEvents(w io.Writer, run *gateway.Running) (stop func()) {
+	sub := run.Engine.SubscribeWith(policy.SubscribeOptions{Buffer: 4096})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		start := run.Gateway.Started()
+		var reported uint64
+		for ev := range sub.C {
+			if d := sub.Dropped(); d > reported {
+				fmt.Fprintln(w, formatEvent(control.Event{Time: ev.Time, T: ev.Time.Sub(start).Seconds(), Type: control.EventLost, Lost: d - reported}))
+				reported = d
+			}
+			fmt.Fprintln(w, formatEvent(control.EventOf(&ev, start)))
+		}
+	}()
+	return func() {
+		sub.Close()
+		select {
+		case <-done:
+		case <-time.After(signalGrace): // stdout blocked: leave without it
+		}
+	}
 }
 
 func absPath(p string) string {
@@ -195,7 +243,11 @@ func labUpDetached(cmd *cobra.Command, o labUpOpts, pol policy.Policy) error {
 	case line == "ready":
 		pid := child.Process.Pid // Release forgets it
 		child.Process.Release()
-		printLabSummary(cmd.OutOrStdout(), o.name, lab.RunDir(o.name, ""), pol, o.scale)
+		metrics := ""
+		if st, err := gateway.ReadState(o.name, ""); err == nil {
+			metrics = st.Metrics
+		}
+		printLabSummary(cmd.OutOrStdout(), o.name, lab.RunDir(o.name, ""), pol, o.scale, metrics)
 		fmt.Fprintf(cmd.OutOrStdout(), "gateway running in the background (pid %d); stop it with `idlegate lab down --name %s`\n", pid, o.name)
 		return nil
 	case strings.HasPrefix(line, "error "):
@@ -214,7 +266,7 @@ func detachedArgs(cmd *cobra.Command) []string {
 	args := []string{"lab", "up"}
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		switch f.Name {
-		case "detach":
+		case "detach", "quiet":
 		case "config", "pcap":
 			args = append(args, "--"+f.Name+"="+absPath(f.Value.String()))
 		default:
@@ -247,7 +299,7 @@ func atoiOr(s string, def int) int {
 
 // printLabSummary prints the lab's addresses and policy; pol has real (unscaled)
 // timeouts and scale is the --time-scale the gateway runs them at.
-func printLabSummary(w io.Writer, name, runDir string, pol policy.Policy, scale float64) {
+func printLabSummary(w io.Writer, name, runDir string, pol policy.Policy, scale float64, metrics string) {
 	fmt.Fprintf(w, "lab %q is up\n", name)
 	fmt.Fprintf(w, "  client  netns %-20s gw0 %s  %s\n", lab.ClientNamespace(name), lab.ClientAddr4, lab.ClientAddr6)
 	fmt.Fprintf(w, "  server  netns %-20s gw0 %s  %s\n", lab.ServerNamespace(name), lab.ServerAddr4, lab.ServerAddr6)
@@ -261,6 +313,9 @@ func printLabSummary(w io.Writer, name, runDir string, pol policy.Policy, scale 
 			policy.FormatScaled(time.Duration(pol.Timeouts.UDP), scale), policy.FormatScaled(time.Duration(pol.Timeouts.UDPStream), scale))
 	}
 	fmt.Fprintf(w, "  run dir %s\n", runDir)
+	if metrics != "" {
+		fmt.Fprintf(w, "  metrics http://%s/metrics\n", metrics)
+	}
 	fmt.Fprintf(w, "  try: idlegate lab exec --name %s client -- ping -c1 %s\n", name, lab.ServerAddr4)
 }
 
@@ -268,9 +323,15 @@ func newLabDownCmd() *cobra.Command {
 	var name string
 	c := &cobra.Command{
 		Use:   "down",
-		Short: "Stop the lab's gateway and remove its namespaces and run directory",
-		Long: `Stop the gateway of lab NAME (SIGTERM, then SIGKILL after 5 s) and remove its namespaces,
-links and run directory, including leftovers of a gateway that was killed.`,
+		Short: "End the lab's processes, stop its gateway, remove its namespaces and run directory",
+		Long: `End the processes ` + "`lab exec`" + ` started in lab NAME, stop its gateway (SIGTERM, then SIGKILL after
+5 s) and remove its namespaces, links and run directory, including leftovers of a gateway
+that was killed.
+
+The processes lab exec started are found by their cgroup (idlegate/NAME in the unified
+cgroup hierarchy, which every process they fork stays in, daemons included) or, on a
+machine without a writable one, by process (their pid and start time, and their
+descendants). Each gets SIGTERM, then SIGKILL a second later.`,
 		Example: "  sudo idlegate lab down\n  sudo idlegate lab down --name pool",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -285,19 +346,24 @@ links and run directory, including leftovers of a gateway that was killed.`,
 			// and Cleanup see an ordinary lab. If they cannot be reached, Cleanup
 			// meets them again and its error says what to do.
 			note, _ := lab.RecoverHidden(lab.ClientNamespace(name), lab.ServerNamespace(name))
+			ended, how, perr := lab.EndProcesses(name, "")
 			stopped := false
 			if pid, ok := lab.Owner(name, ""); ok && pid != os.Getpid() {
 				stopped = stopProcess(pid)
 			}
 			// A gateway stopped by SIGTERM removes its own lab: nothing is left.
-			if err := lab.Cleanup(name, ""); err != nil && !(errors.Is(err, lab.ErrNoSuchLab) && stopped) {
-				return err
+			if err := lab.Cleanup(name, ""); err != nil && !(errors.Is(err, lab.ErrNoSuchLab) && (stopped || ended > 0)) {
+				return errors.Join(err, perr)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "lab %q removed\n", name)
+			w := cmd.OutOrStdout()
+			if ended > 0 {
+				fmt.Fprintf(w, "ended %s that lab exec started (found by %s)\n", plural(ended, "process"), how)
+			}
+			fmt.Fprintf(w, "lab %q removed\n", name)
 			if note != "" {
-				fmt.Fprintln(cmd.OutOrStdout(), note)
+				fmt.Fprintln(w, note)
 			}
-			return nil
+			return perr
 		},
 	}
 	nameFlag(c, &name)
@@ -330,12 +396,16 @@ func stopProcess(pid int) bool {
 func newLabShowCmd() *cobra.Command {
 	var name, out string
 	c := &cobra.Command{
-		Use:     "show",
-		Short:   "Print the lab's addresses, policy and run directory",
+		Use:   "show",
+		Short: "Print the lab's gateway, addresses, profile, time scale, policy and run directory",
+		Long: `Print what lab NAME is: its gateway (pid, whether it runs, uptime), namespaces and addresses,
+the profile and time scale its policy runs at, the policy in force (live from the gateway,
+timeouts in real units) and its run directory. A lab whose gateway died (killed) is shown
+as dead, exit 4: ` + "`idlegate lab down`" + ` removes what it left.`,
 		Example: "  sudo idlegate lab show\n  sudo idlegate lab show --name pool -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
+			if err := checkOutputOf(out, "text", "json", "yaml"); err != nil {
 				return err
 			}
 			if err := lab.CheckName(name); err != nil {
@@ -345,32 +415,141 @@ func newLabShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// The live policy may have changed since the lab started.
-			if c, err := dialLab(name); err == nil {
-				var p policy.Policy
-				if c.do("GET", "/v1/policy", nil, &p) == nil {
-					st.Policy = p
+			pid, alive := lab.Owner(name, "")
+			if alive {
+				// The live policy may have changed since the lab started.
+				if cl, err := dialLab(name); err == nil {
+					ctx, cancel := cl.ctx()
+					if l, err := cl.Lab(ctx); err == nil {
+						st = l
+					}
+					cancel()
 				}
+			} else {
+				pid = st.PID
 			}
 			w := cmd.OutOrStdout()
-			if out == "json" {
-				return writeJSONOut(w, st)
+			status := labStatus{Lab: st, Alive: alive, Status: "running"}
+			if !alive {
+				status.Status = "dead"
 			}
-			fmt.Fprintf(w, "lab %s (gateway pid %d, MTU %d, %s TUN device)\n", st.Name, st.PID, st.MTU, st.Device)
-			fmt.Fprintf(w, "  client   netns %-20s %s %s  %s\n", st.Client.Namespace, st.Client.Link, st.Client.Addr4, st.Client.Addr6)
-			fmt.Fprintf(w, "  server   netns %-20s %s %s  %s\n", st.Server.Namespace, st.Server.Link, st.Server.Addr4, st.Server.Addr6)
-			fmt.Fprintf(w, "  NAT outside addresses (when nat.enabled): %s\n", strings.Join(st.NAT, ", "))
-			fmt.Fprintf(w, "  run dir  %s\n  socket   %s\n", st.RunDir, st.Socket)
-			if st.PolicyFile != "" {
-				fmt.Fprintf(w, "  policy file %s\n", st.PolicyFile)
+			if out != "text" {
+				if err := writeOut(w, out, status); err != nil {
+					return err
+				}
+			} else {
+				up := ""
+				if alive {
+					up = ", up " + policy.FormatDuration(time.Since(st.Started).Round(time.Second))
+				}
+				fmt.Fprintf(w, "lab %s: gateway pid %d %s%s (MTU %d, %s TUN device)\n", st.Name, pid, status.Status, up, st.MTU, st.Device)
+				fmt.Fprintf(w, "  client   netns %-20s %s %s  %s\n", st.Client.Namespace, st.Client.Link, st.Client.Addr4, st.Client.Addr6)
+				fmt.Fprintf(w, "  server   netns %-20s %s %s  %s\n", st.Server.Namespace, st.Server.Link, st.Server.Addr4, st.Server.Addr6)
+				fmt.Fprintf(w, "  NAT outside addresses (when nat.enabled): %s\n", strings.Join(st.NAT, ", "))
+				fmt.Fprintf(w, "  run dir  %s\n  socket   %s\n", st.RunDir, st.Socket)
+				if st.Metrics != "" {
+					fmt.Fprintf(w, "  metrics  http://%s/metrics\n", st.Metrics)
+				}
+				if st.PolicyFile != "" {
+					fmt.Fprintf(w, "  policy file %s\n", st.PolicyFile)
+				}
+				fmt.Fprintf(w, "policy (%s):\n%s", policyHeader(st.Name, st.PolicyView), indent(st.Policy.YAML(), "  "))
 			}
-			fmt.Fprintf(w, "policy:\n%s", indent(st.Policy.YAML(), "  "))
+			if !alive {
+				return stateError{fmt.Sprintf("lab %q: its gateway (pid %d) is not running, it was killed or crashed; `idlegate lab down --name %s` removes what it left", name, pid, name), lab.ErrNoSuchLab}
+			}
 			return nil
 		},
 	}
 	nameFlag(c, &name)
-	outputFlag(c, &out)
+	outputFlagOf(c, &out, "text", "json", "yaml")
 	return c
+}
+
+// labStatus is a lab as lab show and lab list print it: its description and
+// whether its gateway runs.
+type labStatus struct {
+	control.Lab
+	Alive  bool   `json:"alive"`
+	Status string `json:"status"` // running, dead
+}
+
+func newLabListCmd() *cobra.Command {
+	var out string
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List the labs on this machine: name, kind, gateway pid, running or dead, profile, time scale, uptime",
+		Long: `List the labs in /run/idlegate: name, kind, gateway pid, whether the gateway runs (a dead one
+was killed: lab down removes what it left), the profile and time scale of its policy, and
+how long it has been up.`,
+		Example: "  sudo idlegate lab list\n  sudo idlegate lab list -o json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkOutputOf(out, "text", "json", "yaml"); err != nil {
+				return err
+			}
+			labs, err := listLabs()
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if out != "text" {
+				return writeOut(w, out, labs)
+			}
+			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tKIND\tPID\tSTATUS\tPROFILE\tTIME SCALE\tUPTIME")
+			for _, l := range labs {
+				up := "-"
+				if l.Alive {
+					up = policy.FormatDuration(time.Duration(l.Uptime * float64(time.Second)).Round(time.Second))
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%g\t%s\n", l.Name, dash(l.Kind), l.PID, l.Status, dash(l.Profile), l.Scale(), up)
+			}
+			tw.Flush()
+			fmt.Fprintln(w, plural(len(labs), "lab"))
+			return nil
+		},
+	}
+	outputFlagOf(c, &out, "text", "json", "yaml")
+	return c
+}
+
+// listLabs reads every lab in the default run base.
+func listLabs() ([]labStatus, error) {
+	entries, err := os.ReadDir(lab.DefaultRunBase)
+	if errors.Is(err, fs.ErrNotExist) {
+		return []labStatus{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	labs := []labStatus{}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || lab.CheckName(name) != nil {
+			continue
+		}
+		st, err := gateway.ReadState(name, "")
+		if errors.Is(err, control.ErrPermission) {
+			return nil, err
+		}
+		if err != nil {
+			// A lab still starting, or leftovers without a state file.
+			st = control.Lab{Name: name, PID: 0}
+			if pid, perr := lab.ReadPID(name, ""); perr == nil {
+				st.PID = pid
+			}
+		}
+		l := labStatus{Lab: st, Status: "dead"}
+		if pid, ok := lab.Owner(name, ""); ok {
+			l.PID, l.Alive, l.Status = pid, true, "running"
+			if !st.Started.IsZero() {
+				l.Uptime = time.Since(st.Started).Seconds()
+			}
+		}
+		labs = append(labs, l)
+	}
+	return labs, nil
 }
 
 func indent(s, pre string) string {
@@ -388,6 +567,11 @@ func newLabExecCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "exec client|server -- CMD [ARGS...]",
 		Short: "Run a program inside the lab's client or server namespace",
+		Long: `Run a program inside lab NAME's client or server namespace, with this process's environment
+and /sys as ` + "`ip netns exec`" + ` gives it. The program belongs to the lab: ` + "`lab down`" + ` ends it
+and everything it started. It joins the lab's cgroup (idlegate/NAME in the unified cgroup
+hierarchy) where the machine has a writable one, else it is tracked by process (pid and
+start time; a daemon that leaves its parent then escapes).`,
 		Example: `  sudo idlegate lab exec client -- ping -c1 198.19.0.2
   sudo idlegate lab exec server -- python3 -m http.server 80
   sudo idlegate lab exec --name pool client -- ssh 198.19.0.2`,
@@ -419,6 +603,11 @@ func newLabExecCmd() *cobra.Command {
 			}
 			if _, err := exec.LookPath(args[1]); err != nil {
 				return usagef("command %q not found in PATH", args[1])
+			}
+			// Join the lab's processes before exec, so that lab down ends this
+			// program and everything it starts.
+			if _, _, err := lab.JoinLab(name, ""); err != nil {
+				return err
 			}
 			return lab.ExecIn(ns, args[1:])
 		},

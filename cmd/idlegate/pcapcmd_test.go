@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/idlegate/idlegate/gateway"
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/lab"
 )
 
@@ -170,7 +170,7 @@ func TestCLIPcapDiskFull(t *testing.T) {
 	}
 	roundTrip(3 << 20) // more than 6 MiB of packets into 1 MiB
 
-	var st gateway.StatsJSON
+	var st control.Stats
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		r := want(t, 0, "ct", "stats", "--name", name, "-o", "json")
 		if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {

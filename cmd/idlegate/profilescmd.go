@@ -46,7 +46,7 @@ policy file starting with "from: NAME".`,
 
 // scaleFlag adds --time-scale.
 func scaleFlag(c *cobra.Command, f *float64) {
-	c.Flags().Float64Var(f, "time-scale", 1, "multiply every timeout by F (0.01 turns 350s into 3.5s); output shows scaled and real values")
+	c.Flags().Float64Var(f, "time-scale", 1, "multiply every timeout by `FACTOR` (0.01 turns 350s into 3.5s); output shows scaled and real values")
 }
 
 func checkScale(f float64) error {

@@ -51,10 +51,10 @@ gets a synthetic handshake. No root needed.`,
 		Args: exactArgs(1, "one capture file, e.g. idlegate replay app.pcap --profile aws-nat-gateway"),
 		RunE: func(cmd *cobra.Command, args []string) error { return runReplay(cmd, args[0], o) },
 	}
-	c.Flags().StringSliceVar(&o.profiles, "profile", nil, "profiles to replay through, comma-separated (see `idlegate profiles`)")
-	c.Flags().StringVar(&o.config, "config", "", "also replay through this policy YAML file")
-	c.Flags().StringSliceVar(&o.inside, "inside", nil, "inside (client-side) networks, CIDR, comma-separated")
-	c.Flags().StringVar(&o.write, "write", "", "write what would have crossed plus injected RSTs (.pcapng: with verdict comments; else pcap); one profile only")
+	c.Flags().StringSliceVar(&o.profiles, "profile", nil, "the `NAMES` of the profiles to replay through, comma-separated (idlegate profiles lists them)")
+	c.Flags().StringVar(&o.config, "config", "", "also replay through this policy YAML `FILE`")
+	c.Flags().StringSliceVar(&o.inside, "inside", nil, "inside (client-side) networks, `CIDRS` comma-separated")
+	c.Flags().StringVar(&o.write, "write", "", "write what would have crossed plus injected RSTs to `FILE` (.pcapng: with verdict comments; else pcap); one profile only")
 	c.Flags().BoolVar(&o.all, "all", false, "list every flow, even in a large capture")
 	outputFlag(c, &o.out)
 	scaleFlag(c, &o.scale)
@@ -103,6 +103,9 @@ func runReplay(cmd *cobra.Command, capture string, o replayOpts) error {
 		return usagef("cannot open capture %s: %v", capture, errors.Unwrap(err))
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return usagef("%s is a directory; give a pcap or pcapng file in it (tcpdump -w, or idlegate's --pcap)", capture)
+	}
 	var outFile *os.File
 	if o.write != "" {
 		if len(profs) != 1 {

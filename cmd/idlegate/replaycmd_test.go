@@ -135,6 +135,7 @@ func TestReplayCmdErrors(t *testing.T) {
 		wants []string
 	}{
 		{[]string{"replay", filepath.Join(dir, "missing.pcap"), "--profile", "pf"}, []string{"cannot open capture", "missing.pcap"}},
+		{[]string{"replay", dir, "--profile", "pf"}, []string{dir + " is a directory", "give a pcap or pcapng file"}},
 		{[]string{"replay", trunc, "--profile", "pf"}, []string{"trunc.pcap is truncated"}},
 		{[]string{"replay", text, "--profile", "pf"}, []string{"notes.txt is not a pcap or pcapng capture"}},
 		{[]string{"replay", wifi, "--profile", "pf"}, []string{"has link type", "(127)", "which replay cannot read"}},

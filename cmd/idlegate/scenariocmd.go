@@ -133,8 +133,8 @@ flag, 3 if the machine cannot run a lab.`,
 		},
 	}
 	c.Flags().BoolVar(&o.all, "all", false, "run every built-in scenario and each of its variants (NAME:VARIANT)")
-	c.Flags().IntVar(&o.parallel, "parallel", 1, "how many scenarios run at once")
-	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to a new file (with several scenarios, FILE gets each name inserted)")
+	c.Flags().IntVar(&o.parallel, "parallel", 1, "how `MANY` scenarios run at once")
+	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to a new `FILE` (with several scenarios, FILE gets each name inserted)")
 	c.Flags().BoolVar(&o.force, "force", false, "with --pcap: overwrite the file if it exists")
 	outputFlag(c, &o.output)
 	return c
