@@ -88,10 +88,10 @@ setting with its id, side, where, config (the exact text), works, protects, othe
 			return nil
 		},
 	}
-	c.Flags().StringVar(&profile, "profile", "", "built-in profile (see `idlegate profiles`)")
-	c.Flags().StringVar(&config, "config", "", "policy YAML file (over the profile, if both)")
-	c.Flags().StringArrayVar(&sets, "set", nil, "override one policy key, KEY=VALUE (repeatable; over Linux's defaults without --profile or --config)")
-	c.Flags().StringVar(&name, "name", "", "advise for the live policy of this running lab")
+	c.Flags().StringVar(&profile, "profile", "", "built-in profile `NAME` (idlegate profiles lists them)")
+	c.Flags().StringVar(&config, "config", "", "policy YAML `FILE` (over the profile, if both)")
+	c.Flags().StringArrayVar(&sets, "set", nil, "override one policy key, `KEY=VALUE` (repeatable; over Linux's defaults without --profile or --config)")
+	c.Flags().StringVar(&name, "name", "", "advise for the live policy of the running lab `NAME`")
 	outputFlag(c, &out)
 	scaleFlag(c, &scale)
 	return c
