@@ -104,6 +104,7 @@ run a lab (not root, no /dev/net/tun), 4 lab state (no such lab, name in use).`,
 	root.AddCommand(newAgentCmd())
 	root.AddCommand(newScenarioCmd())
 	root.AddCommand(newProfilesCmd(), newReplayCmd(), newAdviseCmd())
+	root.AddCommand(newReportCmd())
 	return root
 }
 
