@@ -49,7 +49,10 @@ var ErrNotIdlegate = errors.New("not a capture recorded by the idlegate gateway"
 func FromCapture(name string, r io.Reader, opt CaptureOptions) (*Report, error) {
 	rd, err := capture.NewReader(r)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s is cut short before its first packet: %w", name, ErrNotIdlegate)
+		}
+		return nil, fmt.Errorf("%s is %w: it is not even a pcapng (%v); for any other capture use `idlegate replay %s --profile NAME --html FILE`", name, ErrNotIdlegate, err, name)
 	}
 	pol := opt.Policy
 	pol.VerdictEvents = false
