@@ -72,7 +72,8 @@ func FromCapture(name string, r io.Reader, opt CaptureOptions) (*Report, error) 
 	var rec capture.Record
 	var b *viewBuilder
 	var last time.Time
-	var lastArrival packet.Info
+	var info, lastArrival packet.Info
+	var seen packetSeen
 	lastArrivalOK := false
 	unlabelled := 0
 	for n := 0; ; n++ {
@@ -102,7 +103,7 @@ func FromCapture(name string, r io.Reader, opt CaptureOptions) (*Report, error) 
 		sh.until(at)
 		switch rec.Kind {
 		case capture.Arrival:
-			var info packet.Info
+			// info and seen are reused: the builder keeps nothing they point to.
 			if packet.Decode(rec.Data, &info) != nil {
 				info = packet.Info{}
 			}
@@ -110,12 +111,12 @@ func FromCapture(name string, r io.Reader, opt CaptureOptions) (*Report, error) 
 			if res.Verdict != rec.Verdict || res.Reason != rec.Reason {
 				rep.Views[0].Disagreed++
 			}
-			p := &packetSeen{at: at, dir: rec.Dir, info: &info, verdict: rec.Verdict, reason: rec.Reason,
+			seen = packetSeen{at: at, dir: rec.Dir, info: &info, verdict: rec.Verdict, reason: rec.Reason,
 				keepalive: rec.Keepalive, conn: res.Conn, table: true, entries: eng.Len()}
 			if info.Version == 0 {
-				p.info = nil
+				seen.info = nil
 			}
-			b.packet(p)
+			b.packet(&seen)
 			lastArrival, lastArrivalOK = info, info.Version != 0
 		case capture.Translated:
 			var out packet.Info

@@ -273,9 +273,9 @@ func (p *page) sequence(vi int, v *View) {
 	height := y + 12
 	p.f("<svg class=\"seq\" id=\"seq-%d\" width=\"%d\" height=\"%s\" viewBox=\"0 0 %d %s\" role=\"img\" aria-label=\"sequence diagram\">\n", vi, seqW, num(height), seqW, num(height))
 	p.s(`<defs>` +
-		`<marker id="ah" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#333c4a"/></marker>` +
-		`<marker id="ah-ka" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#6a4fb3"/></marker>` +
-		`<marker id="ah-inj" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#e8710a"/></marker>` +
+		`<marker id="ah" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#333c4a"/></marker>` +
+		`<marker id="ah-ka" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#6a4fb3"/></marker>` +
+		`<marker id="ah-inj" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#e8710a"/></marker>` +
 		"</defs>\n")
 	// Lifelines and their heads.
 	for _, l := range []Lifeline{Client, Gateway, Server} {

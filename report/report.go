@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/idlegate/idlegate/policy"
 )
@@ -79,6 +80,15 @@ func (v *View) Shown() []int {
 	return idx
 }
 
+// thousands prints n with thin separators: "1,000,000".
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
 // noteLimits says, for every view, what was folded, sampled or left out; a note that
 // holds for every view alike is said once.
 func (r *Report) noteLimits() {
@@ -88,8 +98,8 @@ func (r *Report) noteLimits() {
 		var ns []string
 		s := &v.Sequence
 		if s.Folded > 0 {
-			ns = append(ns, fmt.Sprintf("%d packets are drawn as %d arrows: %d of them are folded into arrows marked ×N (packets of one connection, direction and verdict within %s of the first)",
-				s.Packets+s.Injected, len(s.Arrows), s.Folded, fmtDur(s.FoldWindow)))
+			ns = append(ns, fmt.Sprintf("%s packets are drawn as %s arrows: %s of them are folded into arrows marked ×N (packets of one connection, direction and verdict within %s of the first)",
+				thousands(s.Packets+s.Injected), thousands(len(s.Arrows)), thousands(s.Folded), fmtDur(s.FoldWindow)))
 		}
 		if s.Hidden > 0 {
 			ns = append(ns, fmt.Sprintf("%d packets that never cross a router (verdict reason %s: multicast, link-local) are not drawn", s.Hidden, policy.ReasonNotForwarded))
