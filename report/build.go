@@ -197,7 +197,7 @@ func (b *viewBuilder) destroy(i int, ev *policy.Event) {
 		c.States[n-1].To = b.off(died)
 	}
 	// Idle is the timer at the moment of death: the timeout, for an expiry.
-	c.End = &End{At: b.off(died), Seen: b.off(ev.Time), Reason: ev.Reason.String(), Idle: died.Sub(refreshed), Timeout: ev.Timeout}
+	c.End = &End{At: b.off(died), Seen: b.off(ev.Time), Reason: ev.Reason, Idle: died.Sub(refreshed), Timeout: ev.Timeout}
 	cs.dead = true
 	b.alive--
 	for _, k := range [...]conntrack.Key{cs.orig, cs.orig.Reply(), cs.reply, cs.reply.Reply()} {

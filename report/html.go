@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/idlegate/idlegate/conntrack"
 )
 
 //go:embed style.css
@@ -568,7 +570,7 @@ func (p *page) timer(c *Conn, idx int, ax *Axis, y float64) {
 	base := top + timerH
 	end := "alive at the end"
 	if c.End != nil {
-		end = "ended: " + c.End.Reason
+		end = "ended: " + c.End.Reason.String()
 	}
 	p.f("<g class=\"timer\" data-conn=\"%d\" data-end=\"%s\">", idx, esc(endReason(c)))
 	p.f("<title>%s</title>", esc(c.Name))
@@ -628,7 +630,7 @@ func (p *page) timer(c *Conn, idx int, ax *Axis, y float64) {
 		x := ax.X(e.At)
 		cls := "death"
 		lcls := "deathl"
-		if e.Reason == "closed" {
+		if e.Reason == conntrack.ReasonClosed {
 			cls += " closed"
 			lcls += " closed"
 		}
@@ -636,9 +638,9 @@ func (p *page) timer(c *Conn, idx int, ax *Axis, y float64) {
 		p.f("<path class=\"cross\" d=\"M%s,%sL%s,%sM%s,%sL%s,%s\" stroke-width=\"2.4\"/>", num(x-5), num(top-5), num(x+5), num(top+5), num(x-5), num(top+5), num(x+5), num(top-5))
 		text := endReason(c) + " at " + fmtOff(e.At)
 		switch e.Reason {
-		case "expired", "closed":
-			text = e.Reason + " at " + fmtOff(e.At) + " after " + fmtDur(e.Idle) + " idle (timeout " + fmtDur(e.Timeout) + ")"
-		case "evicted":
+		case conntrack.ReasonExpired, conntrack.ReasonClosed:
+			text = e.Reason.String() + " at " + fmtOff(e.At) + " after " + fmtDur(e.Idle) + " idle (timeout " + fmtDur(e.Timeout) + ")"
+		case conntrack.ReasonEvicted:
 			text = "evicted at " + fmtOff(e.At) + " to make room, after " + fmtDur(e.Idle) + " idle"
 		}
 		anchor, tx := "start", x+8
@@ -654,7 +656,7 @@ func endReason(c *Conn) string {
 	if c.End == nil {
 		return "alive"
 	}
-	return c.End.Reason
+	return c.End.Reason.String()
 }
 
 // axis draws ticks at y and the broken-out gaps from y0 to y1.

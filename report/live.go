@@ -2,7 +2,9 @@ package report
 
 import (
 	"fmt"
+	"net"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/idlegate/idlegate/conntrack"
@@ -43,6 +45,10 @@ func FromLive(s LiveSnapshot) *Report {
 	for _, ev := range s.Events {
 		switch ev.Type {
 		case "VERDICT":
+			if ev.Reason == policy.ReasonNotForwarded.String() {
+				v.Sequence.Hidden++ // multicast, link-local: never crosses a router
+				continue
+			}
 			verdicts++
 			a := Arrow{At: off(ev.Time), Until: off(ev.Time), Conn: -1, Label: ev.Proto, Keepalive: ev.Keepalive,
 				Verdict: ev.Verdict, Reason: ev.Reason, Count: 1, From: Client, To: Server}
@@ -61,12 +67,11 @@ func FromLive(s LiveSnapshot) *Report {
 			if ev.Timeout > 0 {
 				text += fmt.Sprintf(": idle %s, timeout %s", fmtDur(secs(ev.Idle)), fmtDur(secs(ev.Timeout)))
 			}
-			v.Sequence.Notes = append(v.Sequence.Notes, Note{At: off(ev.Time), On: Gateway, Text: text, Alarm: ev.Reason != "closed"})
+			v.Sequence.Notes = append(v.Sequence.Notes, Note{At: off(ev.Time), On: Gateway, Text: text, Alarm: ev.Reason != conntrack.ReasonClosed.String()})
 		}
 	}
 	v.Sequence.Packets = verdicts
 	if len(v.Sequence.Arrows) > MaxArrows {
-		v.Sequence.Folded = len(v.Sequence.Arrows) - MaxArrows
 		v.Sequence.Arrows = v.Sequence.Arrows[len(v.Sequence.Arrows)-MaxArrows:]
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d verdicts were streamed; the last %d are drawn", verdicts, MaxArrows))
 	}
@@ -79,8 +84,7 @@ func FromLive(s LiveSnapshot) *Report {
 	}
 	for _, c := range s.Conns {
 		idle := secs(c.Timeout - c.TimeoutLeft)
-		name := fmt.Sprintf("%s %s:%d → %s:%d", c.Proto, c.Orig.Src, c.Orig.SrcPort, c.Orig.Dst, c.Orig.DstPort)
-		short := fmt.Sprintf("%s :%d → :%d", c.Proto, c.Orig.SrcPort, c.Orig.DstPort)
+		name, short := liveNames(c)
 		if c.NAT != "" {
 			name += " (nat " + c.NAT + ")"
 		}
@@ -97,7 +101,8 @@ func FromLive(s LiveSnapshot) *Report {
 	o.Refused = int(s.Stats.Reasons[policy.ReasonTableFull.String()])
 	l := &Live{Lab: s.Lab, Verdicts: s.Stats.Verdicts, Reasons: s.Stats.Reasons, Window: s.Taken.Sub(s.Since), Events: len(s.Events)}
 	for _, c := range s.Conns {
-		l.Entries = append(l.Entries, LiveEntry{Name: c.Proto + " " + fmt.Sprintf("%s:%d → %s:%d", c.Orig.Src, c.Orig.SrcPort, c.Orig.Dst, c.Orig.DstPort),
+		name, _ := liveNames(c)
+		l.Entries = append(l.Entries, LiveEntry{Name: name,
 			State: c.State, Idle: secs(c.Timeout - c.TimeoutLeft), Timeout: secs(c.Timeout), Left: secs(c.TimeoutLeft), NAT: c.NAT, Packets: c.Packets})
 	}
 	sort.Slice(l.Entries, func(i, j int) bool { return l.Entries[i].Left < l.Entries[j].Left })
@@ -106,8 +111,20 @@ func FromLive(s LiveSnapshot) *Report {
 		{"injected RST/ICMP", s.Stats.Injected}, {"NAT mappings", uint64(s.Stats.NATMaps)}, {"events lost", s.Stats.EventsDropped},
 	}
 	rep.Live = l
+	rep.noteLimits()
 	return rep
 }
+
+// liveNames names a table row as connName names an entry.
+func liveNames(c gateway.Conn) (name, short string) {
+	if c.Proto == "icmp" || c.Proto == "icmpv6" {
+		return fmt.Sprintf("%s %s → %s id %d", c.Proto, c.Orig.Src, c.Orig.Dst, c.Orig.SrcPort), fmt.Sprintf("%s id %d", c.Proto, c.Orig.SrcPort)
+	}
+	return fmt.Sprintf("%s %s → %s", c.Proto, hostPort(c.Orig.Src, c.Orig.SrcPort), hostPort(c.Orig.Dst, c.Orig.DstPort)),
+		fmt.Sprintf("%s :%d → :%d", c.Proto, c.Orig.SrcPort, c.Orig.DstPort)
+}
+
+func hostPort(a string, p uint16) string { return net.JoinHostPort(a, strconv.Itoa(int(p))) }
 
 func secs(f float64) time.Duration { return time.Duration(f * float64(time.Second)) }
 

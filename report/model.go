@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/idlegate/idlegate/conntrack"
 	"github.com/idlegate/idlegate/policy"
 	"github.com/idlegate/idlegate/replay"
 )
@@ -50,19 +51,16 @@ type Report struct {
 
 // Story is a scenario's texts, expectations and verdict.
 type Story struct {
-	Name, Title         string
-	Concept, Tale, Fix  string // the scenario file's concept, story and fix
-	Pass                bool
-	Verdict             string // PASS or FAIL
-	VerdictLine         string // "PASS idle-reset (5.7s): 4 of 4 expectations met"
-	Error               string // the story could not be played to its end
-	Checks              []Check
-	Warnings            []string
-	GatewayCounts       string // "1 new, 1 expired, ..."
-	PolicySummary       string
-	ProfileName         string
-	ScaleFactor         float64
-	ProcessesInTimeline int // rows of the timeline drawn as notes on the lifelines
+	Name, Title        string
+	Concept, Tale, Fix string // the scenario file's concept, story and fix, reflowed
+	Pass               bool
+	Verdict            string // PASS or FAIL
+	VerdictLine        string // "PASS idle-reset (5.7s): 4 of 4 expectations met"
+	Error              string // the story could not be played to its end
+	Checks             []Check
+	Warnings           []string
+	GatewayCounts      string // "1 new, 1 expired, ..."
+	PolicySummary      string // the keys that differ from Linux's defaults
 }
 
 // Check is one expectation and what the run saw.
@@ -260,9 +258,9 @@ type End struct {
 	// Seen is when the gateway noticed (its sweep or a lookup); the same as At but
 	// for expiries, which are noticed a little after the deadline.
 	Seen    time.Duration
-	Reason  string        // conntrack's reason: expired, evicted, closed, flushed, deleted
-	Idle    time.Duration // how long the timer had run
-	Timeout time.Duration // the timeout that fired (expired, closed)
+	Reason  conntrack.Reason // why: expired, evicted, closed, flushed, deleted
+	Idle    time.Duration    // how long the timer had run
+	Timeout time.Duration    // the timeout that fired (expired, closed)
 }
 
 // Occupancy is the table's size over time against its capacity.

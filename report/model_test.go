@@ -13,6 +13,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/idlegate/idlegate/conntrack"
 	"github.com/idlegate/idlegate/packet"
 
 	"github.com/idlegate/idlegate/policy"
@@ -102,7 +103,7 @@ func TestIdleResetArrowsAndTimer(t *testing.T) {
 		t.Fatalf("%d connections, want 1", len(v.Conns))
 	}
 	cn := &v.Conns[0]
-	if cn.End == nil || cn.End.Reason != "expired" {
+	if cn.End == nil || cn.End.Reason != conntrack.ReasonExpired {
 		t.Fatalf("connection end %+v, want expired", cn.End)
 	}
 	if want := last + 3*time.Second; cn.End.At != want {
@@ -196,7 +197,7 @@ func TestKeepaliveProbesAndRefresh(t *testing.T) {
 			// client's bare ACK; the third probe finds the entry expired, so only two
 			// cross, neither refreshing.
 			data := last - ms
-			if cn.End == nil || cn.End.Reason != "expired" || cn.End.At != data+3*time.Second {
+			if cn.End == nil || cn.End.Reason != conntrack.ReasonExpired || cn.End.At != data+3*time.Second {
 				t.Fatalf("end %+v, want expired at the deadline %v: probes and bare ACKs do not count", cn.End, data+3*time.Second)
 			}
 			if lr := lastRamp(cn); !near(lr.Fill(), 1) || lr.From != data {
@@ -261,7 +262,7 @@ func TestTableFullOccupancyAndEviction(t *testing.T) {
 	if o.Capacity != 2 || o.Peak != 2 || o.Evicted != 1 || len(o.Evictions) != 1 || o.Evictions[0] != 200*ms {
 		t.Errorf("occupancy %+v, want capacity 2, peak 2, one eviction at 200ms", o)
 	}
-	if len(v.Conns) != 3 || v.Conns[0].End == nil || v.Conns[0].End.Reason != "evicted" || v.Conns[0].End.At != 200*ms {
+	if len(v.Conns) != 3 || v.Conns[0].End == nil || v.Conns[0].End.Reason != conntrack.ReasonEvicted || v.Conns[0].End.At != 200*ms {
 		t.Fatalf("connections %+v: want the first evicted at 200ms", v.Conns)
 	}
 	if v.Conns[1].End != nil || v.Conns[2].End != nil {
@@ -299,7 +300,7 @@ func TestResetOnExpireArrows(t *testing.T) {
 	if !to[Client] || !to[Server] {
 		t.Errorf("expiry RSTs go to %v, want both ends", to)
 	}
-	if e := v.Conns[0].End; e == nil || e.Reason != "expired" || e.At != last+3*time.Second {
+	if e := v.Conns[0].End; e == nil || e.Reason != conntrack.ReasonExpired || e.At != last+3*time.Second {
 		t.Errorf("end %+v, want expired at the deadline", e)
 	}
 }
@@ -316,7 +317,7 @@ func TestFlushActionEndsEntries(t *testing.T) {
 	if len(v.Conns) != 2 {
 		t.Fatalf("%d connections, want 2 (the flushed one and the one picked up after)", len(v.Conns))
 	}
-	if e := v.Conns[0].End; e == nil || e.Reason != "flushed" || e.At != time.Second {
+	if e := v.Conns[0].End; e == nil || e.Reason != conntrack.ReasonFlushed || e.At != time.Second {
 		t.Errorf("first entry's end %+v, want flushed at 1s", e)
 	}
 	if v.Conns[1].Born != 2*time.Second {

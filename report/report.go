@@ -34,6 +34,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/idlegate/idlegate/conntrack"
 	"github.com/idlegate/idlegate/policy"
 )
 
@@ -62,7 +63,7 @@ func (v *View) Shown() []int {
 		for _, r := range c.Timer.Ramps {
 			peak = max(peak, r.Fill())
 		}
-		if c.End != nil && c.End.Reason != "closed" {
+		if c.End != nil && c.End.Reason != conntrack.ReasonClosed {
 			return 0, -float64(c.End.At)
 		}
 		return 1, peak

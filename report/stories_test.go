@@ -23,6 +23,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/idlegate/idlegate/conntrack"
 	"github.com/idlegate/idlegate/policy"
 	"github.com/idlegate/idlegate/scenarios"
 )
@@ -161,7 +162,7 @@ func TestStoryIdleReset(t *testing.T) {
 	}
 	c := &v.Conns[cs[0]]
 	// The bar: fills from the last packet to the 3 s deadline, and the entry dies there.
-	if c.End == nil || c.End.Reason != "expired" || c.End.Timeout.Seconds() != 3 || c.End.Idle != c.End.Timeout {
+	if c.End == nil || c.End.Reason != conntrack.ReasonExpired || c.End.Timeout.Seconds() != 3 || c.End.Idle != c.End.Timeout {
 		t.Fatalf("end %+v, want expired after 3s idle, timeout 3s", c.End)
 	}
 	if lr := lastRamp(c); !near(lr.Fill(), 1) || lr.State != "ESTABLISHED" || lr.To != c.End.At {
@@ -226,7 +227,7 @@ func TestStoryTCPKeepaliveSaves(t *testing.T) {
 	if pk := peakFill(k); pk >= 0.6 {
 		t.Errorf("ka's timer reached %.2f: probes every 1s keep a 3s timer near 1/3", pk)
 	}
-	if k.End != nil && k.End.Reason == "expired" {
+	if k.End != nil && k.End.Reason == conntrack.ReasonExpired {
 		t.Errorf("ka's entry expired: %+v", k.End)
 	}
 	probes := arrowsOf(v, ka, func(a *Arrow) bool { return a.Keepalive && a.Kind == Crossed && a.From == Client })
@@ -234,7 +235,7 @@ func TestStoryTCPKeepaliveSaves(t *testing.T) {
 		t.Errorf("%d probe arrows, %d probes on the timer", len(probes), len(k.Timer.Probes))
 	}
 	b := &v.Conns[bare]
-	if b.End == nil || b.End.Reason != "expired" || !near(lastRamp(b).Fill(), 1) {
+	if b.End == nil || b.End.Reason != conntrack.ReasonExpired || !near(lastRamp(b).Fill(), 1) {
 		t.Errorf("bare's end %+v, last ramp %+v: want expired at a full timer", b.End, lastRamp(b))
 	}
 	if len(arrowsOf(v, bare, func(a *Arrow) bool { return a.Kind == Dropped && a.Reason == policy.ReasonOrphan.String() })) == 0 {
@@ -269,10 +270,10 @@ func TestStoryTableFullLRU(t *testing.T) {
 	if idler == nil || keeper == nil {
 		t.Fatal("no idler and keeper")
 	}
-	if idler.End == nil || idler.End.Reason != "evicted" {
+	if idler.End == nil || idler.End.Reason != conntrack.ReasonEvicted {
 		t.Errorf("idler's end %+v, want evicted", idler.End)
 	}
-	if keeper.End != nil && keeper.End.Reason == "evicted" {
+	if keeper.End != nil && keeper.End.Reason == conntrack.ReasonEvicted {
 		t.Errorf("the keeper was evicted: %+v", keeper.End)
 	}
 	for _, e := range o.Evictions {
