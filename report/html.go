@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/idlegate/idlegate/conntrack"
+	"github.com/idlegate/idlegate/replay"
 )
 
 //go:embed style.css
@@ -764,7 +765,7 @@ func (p *page) matrix(m *Matrix) {
 		p.s("</td>")
 		for i, c := range r.Cells {
 			cls := "ok"
-			if c.Outcome.String() != "survived" {
+			if c.Outcome != replay.Survived {
 				cls = "broken"
 			}
 			p.f("<td class=\"cell %s\" data-profile=\"%s\" data-outcome=\"%s\"><b>%s</b>", cls, esc(m.Profiles[i].Name), esc(c.Outcome.String()), esc(c.Text))
@@ -774,7 +775,7 @@ func (p *page) matrix(m *Matrix) {
 			if c.InForce > 0 {
 				p.f("<span class=\"detail\">longest idle: %s of the timeout %s</span>", esc(percent(c.Peak)), esc(fmtDur(c.InForce)))
 			}
-			p.spark(&c.Timer, ax)
+			p.spark(&c.Timer, ax, c.Outcome != replay.Survived)
 			p.s("</td>")
 		}
 		p.s("</tr>\n")
@@ -796,8 +797,9 @@ func percent(f float64) string {
 	return strconv.Itoa(int(math.Round(f*100))) + "%"
 }
 
-// spark draws a small idle timer.
-func (p *page) spark(t *Timer, ax *Axis) {
+// spark draws a small idle timer; deaths (a full timer) are crossed out when the flow
+// broke (a survivor's entry may still end, closed, after its last packet).
+func (p *page) spark(t *Timer, ax *Axis, broken bool) {
 	p.f("<svg class=\"spark\" width=\"%s\" height=\"%s\" viewBox=\"0 0 %s %s\">", num(sparkW), num(sparkH), num(sparkW), num(sparkH))
 	top, base := 5.0, sparkH-3
 	h := base - top
@@ -818,7 +820,7 @@ func (p *page) spark(t *Timer, ax *Axis) {
 		}
 		fmt.Fprintf(&b, " %s,%s %s,%s", num(ax.X(r.To)), num(base-f*h), num(ax.X(r.To)), num(base))
 		p.f("<polygon points=\"%s\" fill=\"%s\" fill-opacity=\".5\" stroke=\"%s\"/>", b.String(), col, col)
-		if r.Fill() >= 0.999 {
+		if broken && r.Fill() >= 0.999 {
 			x := ax.X(r.To)
 			p.f("<path class=\"cross\" d=\"M%s,%sL%s,%sM%s,%sL%s,%s\" stroke-width=\"1.8\"/>", num(x-3), num(top-3), num(x+3), num(top+3), num(x-3), num(top+3), num(x+3), num(top-3))
 		}
