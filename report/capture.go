@@ -149,7 +149,7 @@ func FromCapture(name string, r io.Reader, opt CaptureOptions) (*Report, error) 
 		rep.Notes = append(rep.Notes, fmt.Sprintf("%d records carry no comment of the gateway's and are not drawn", unlabelled))
 	}
 	if d := rep.Views[0].Disagreed; d > 0 {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("replaying the capture with the policy given gave %d of %d packets another verdict than the gateway wrote: the arrows are the gateway's, the timers the replay's; give the policy the gateway ran (--config, --profile, --set)", d, rep.Views[0].Sequence.Packets))
+		rep.Notes = append(rep.Notes, fmt.Sprintf("replaying the capture with the policy given gave %d of %d packets another verdict than the gateway wrote: the arrows are the gateway's, the timers the replay's; give the policy the gateway ran (--config, --profile, --set); a recording started while connections were open disagrees on their packets too", d, rep.Views[0].Sequence.Packets))
 	}
 	rep.noteLimits()
 	return rep, nil
