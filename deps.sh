@@ -18,6 +18,8 @@ fi
 #                   against (cmd/idlegate/advise_apps_test.go); /usr/bin/python3 imports them
 #   haproxy         haproxy -c checks the HAProxy lines `idlegate advise` prints
 #   prometheus      promtool, with which a gateway test checks /metrics (`promtool check metrics`)
+#   chromium        headless, for the report package's real-browser test (it loads the
+#                   HTML reports offline and checks their DOM and a screenshot)
 want=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || want+=("$2"); }
 need ip iproute2
@@ -47,6 +49,7 @@ else
 	want+=(python3 python3-requests python3-psycopg2 python3-redis)
 fi
 need promtool prometheus
+need chromium chromium
 if [ ${#want[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "deps: missing ${want[*]}; run as root to install them with apt-get" >&2

@@ -178,15 +178,21 @@ func (l *lane) tick(rp *replayer, ts time.Time) {
 	l.drain(rp)
 	for _, inj := range l.inj {
 		l.injected++
+		if l.out == nil && rp.opt.Swept == nil {
+			continue
+		}
+		at := ts
+		if fi := rp.flowOfPacket(inj.Packet); fi >= 0 && int(fi) < len(l.flows) && !l.flows[fi].goneAt.IsZero() {
+			at = l.flows[fi].goneAt
+		} else if !l.deadline.IsZero() {
+			at = l.deadline
+		}
+		l.deadline = at
 		if l.out != nil {
-			at := ts
-			if fi := rp.flowOfPacket(inj.Packet); fi >= 0 && int(fi) < len(l.flows) && !l.flows[fi].goneAt.IsZero() {
-				at = l.flows[fi].goneAt
-			} else if !l.deadline.IsZero() {
-				at = l.deadline
-			}
-			l.deadline = at
 			l.out.Write(inj.To, at, inj.Packet, capture.Comment{Kind: capture.ExpiryReset, Verdict: policy.Reset})
+		}
+		if rp.opt.Swept != nil {
+			rp.opt.Swept(l.idx, at, inj)
 		}
 	}
 }
@@ -197,9 +203,15 @@ func (l *lane) drain(rp *replayer) {
 	for len(l.sub.C) > 0 {
 		ev := <-l.sub.C
 		if ev.Type != conntrack.EventDestroy {
+			if rp.opt.Events != nil {
+				rp.opt.Events(l.idx, int(rp.flowOf(ev.Orig, ev.Reply)), ev)
+			}
 			continue
 		}
 		fi := rp.flowOf(ev.Orig, ev.Reply)
+		if rp.opt.Events != nil {
+			rp.opt.Events(l.idx, int(fi), ev)
+		}
 		if fi < 0 {
 			continue
 		}
@@ -254,7 +266,8 @@ func (l *lane) packet(rp *replayer, ip []byte, p *packet.Info, dir policy.Dir, t
 		}
 	}
 	if rp.opt.Trace != nil {
-		rp.opt.Trace(PacketTrace{Lane: l.idx, Number: num, Time: ts, Dir: dir, Verdict: res.Verdict, Reason: res.Reason, Flow: int(fi)})
+		rp.opt.Trace(PacketTrace{Lane: l.idx, Number: num, Time: ts, Dir: dir, Verdict: res.Verdict, Reason: res.Reason, Flow: int(fi),
+			Packet: p, Out: res, Entries: l.eng.Len()})
 	}
 }
 

@@ -75,6 +75,14 @@ type Options struct {
 	WritePcapng bool
 	// Trace, if set, is called for every packet and lane after Process.
 	Trace func(PacketTrace)
+	// Events, if set, receives every table event of every lane (NEW, UPDATE, DESTROY)
+	// with the index of the flow it belongs to in Report.Flows (-1 for none), in the
+	// order the lane made them: a packet's events before its Trace.
+	Events func(lane, flow int, ev policy.Event)
+	// Swept, if set, receives each packet a lane's sweep sent (the RSTs of
+	// reset_on_expire) with the time it stands for: the connection's deadline.
+	// inj.Packet is valid only during the call.
+	Swept func(lane int, at time.Time, inj policy.Injected)
 }
 
 // PacketTrace is one packet's verdict in one lane.
@@ -86,6 +94,16 @@ type PacketTrace struct {
 	Verdict policy.Verdict
 	Reason  policy.Reason
 	Flow    int // -1 for packets of no flow (ICMP errors, other protocols)
+
+	// Packet is the packet as the capture has it (decoded once, before any NAT of
+	// the lane) and Out the lane's result: the packet as the engine left it
+	// (Out.Info, rewritten under NAT), the table's outcome (Out.Conn: state, whether
+	// it restarted the idle timer, keepalive probe, the entry's tuples) and what the
+	// engine sent in answer (Out.Inject). Both are valid only during the call.
+	Packet *packet.Info
+	Out    *policy.Result
+	// Entries is the lane's table occupancy after the packet.
+	Entries int
 }
 
 // DirectionSource says how replay told inside from outside.

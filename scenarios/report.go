@@ -33,6 +33,25 @@ type Report struct {
 	Gateway   map[string]uint64 `json:"gateway"`
 	Processes []ProcessReport   `json:"processes"`
 	Warnings  []string          `json:"warnings,omitempty"`
+
+	// For a picture of the run (package report); not in the JSON.
+
+	// Origin is the instant the timeline's T counts from: the start of the steps.
+	Origin time.Time `json:"-"`
+	// Capture is what crossed the gateway, an idlegate pcapng, when Options.Capture
+	// asked for it; nil otherwise.
+	Capture []byte `json:"-"`
+	// Actions are the steps that changed the gateway while the story ran, in order.
+	Actions []Action `json:"-"`
+}
+
+// Action is a step that changed the running gateway: a flush (a reboot that forgets
+// every entry) or a policy change. Replaying the run's capture needs them.
+type Action struct {
+	At     time.Time
+	Flush  bool
+	Policy *policy.Policy // a set step: the policy in force from At
+	Set    []string       // its KEY=VALUE pairs, as the story wrote them
 }
 
 // ProcessReport is how a process ended. Exit is nil while it was still running when
@@ -77,11 +96,15 @@ func (r *Report) VerdictLine() string {
 }
 
 // WriteText prints the report as people read it: title, policy, timeline,
-// expectations, verdict line.
-func (r *Report) WriteText(w io.Writer) {
+// expectations, verdict line; the timeline DefaultWidth columns wide.
+func (r *Report) WriteText(w io.Writer) { r.WriteTextWidth(w, DefaultWidth) }
+
+// WriteTextWidth is WriteText with a timeline that fits a terminal width columns
+// wide (its three text columns are never narrower than 12).
+func (r *Report) WriteTextWidth(w io.Writer, width int) {
 	fmt.Fprintf(w, "=== %s: %s\n", r.Name, r.Title)
 	fmt.Fprintf(w, "policy: %s   (lab %s)\n\n", PolicySummary(r.Profile, r.Scale, r.Policy), r.Lab)
-	printRows(w, r.Timeline)
+	printRows(w, r.Timeline, width)
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "gateway: %d new, %d expired, %d evicted, %d closed, %d flushed, %d keepalive probes, %d TIME_WAIT, %d orphans, %d RST/ICMP sent\n",
 		r.Gateway["new"], r.Gateway["expired"], r.Gateway["evicted"], r.Gateway["closed"], r.Gateway["flushed"],

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/tun"
@@ -31,6 +32,10 @@ type Options struct {
 	// overwrites it if it exists (gateway.LabOptions).
 	Pcap      string
 	PcapForce bool
+	// Capture keeps what crossed the gateway in the report (Report.Capture, an
+	// idlegate pcapng) for a picture of the run, recorded to a temporary file when
+	// Pcap is empty.
+	Capture bool
 }
 
 // DefaultTimeout bounds a story whose file gives no timeout.
@@ -56,6 +61,7 @@ type runner struct {
 	run   *gateway.Running
 	tl    *timeline
 	gw    *gwRecorder
+	rep   *Report
 	procs map[string]*proc
 	vars  map[string]string
 }
@@ -87,11 +93,15 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 
 	pol := sc.Policy()
 	pol.VerdictEvents = true // the timeline shows drops, resets and keepalive probes
-	run, err := gateway.StartLab(ctx, lab.Config{Name: opts.LabName}, pol, gateway.LabOptions{Pcap: opts.Pcap, PcapForce: opts.PcapForce})
+	capPath := opts.Pcap
+	if opts.Capture && capPath == "" {
+		capPath = filepath.Join(dir, "run.pcapng")
+	}
+	run, err := gateway.StartLab(ctx, lab.Config{Name: opts.LabName}, pol, gateway.LabOptions{Pcap: capPath, PcapForce: opts.PcapForce})
 	if err != nil {
 		return nil, fmt.Errorf("scenario %s: start lab %s: %w", sc.Name, opts.LabName, err)
 	}
-	r.run, r.lab = run, run.Lab
+	r.run, r.lab, r.rep = run, run.Lab, rep
 	r.gw = &gwRecorder{tl: r.tl, pol: run.Engine.Policy}
 	sub := run.Engine.Subscribe(1 << 16)
 	evDone := make(chan struct{})
@@ -149,6 +159,10 @@ func Run(ctx context.Context, sc *Scenario, opts Options) (*Report, error) {
 	}
 	// The processes are gone: no event the expectations count is still on its way.
 	stopEvents()
+	if opts.Capture {
+		r.keepCapture(rep, capPath)
+	}
+	rep.Origin = r.tl.start
 	rep.Timeline = r.tl.Rows(end)
 	r.evaluate(rep, stats, running, end)
 	if d := sub.Dropped(); d > 0 {
@@ -326,8 +340,10 @@ func (r *runner) step(ctx context.Context, st *Step) error {
 		}
 		r.tl.add(now(), sideCol(st.Restore), fmt.Sprintf("RESTORE: %s link gw0 up again", st.Restore))
 	case st.Flush:
-		n := r.run.Engine.Flush(now())
-		r.tl.add(now(), colGateway, fmt.Sprintf("FLUSH: the gateway reboots and forgets %d entries", n))
+		at := now()
+		n := r.run.Engine.Flush(at)
+		r.rep.Actions = append(r.rep.Actions, Action{At: at, Flush: true})
+		r.tl.add(at, colGateway, fmt.Sprintf("FLUSH: the gateway reboots and forgets %d entries", n))
 	case len(st.Set) > 0:
 		p := r.run.Engine.Policy()
 		var kv []string
@@ -337,14 +353,30 @@ func (r *runner) step(ctx context.Context, st *Step) error {
 			}
 			kv = append(kv, s.Key+"="+s.Value)
 		}
+		at := now()
 		if err := r.run.Engine.SetPolicy(p); err != nil {
 			return err
 		}
-		r.tl.add(now(), colGateway, "POLICY "+strings.Join(kv, " "))
+		r.rep.Actions = append(r.rep.Actions, Action{At: at, Policy: &p, Set: kv})
+		r.tl.add(at, colGateway, "POLICY "+strings.Join(kv, " "))
 	case st.Note != "":
 		r.tl.add(now(), colGateway, "# "+st.Note)
 	}
 	return nil
+}
+
+// keepCapture stops the gateway's recording and reads what it holds into the report.
+func (r *runner) keepCapture(rep *Report, path string) {
+	ended, err := r.run.Gateway.SetPcap("", false, control.Filter{})
+	if err == nil && ended.Error != "" {
+		rep.Warnings = append(rep.Warnings, "capture: "+ended.String())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("capture for the report: %v", err))
+		return
+	}
+	rep.Capture = b
 }
 
 // shortCommand is the command line without the binary's directory, the scenario's

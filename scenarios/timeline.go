@@ -116,12 +116,24 @@ func (t *timeline) Rows(end time.Time) []Row {
 	return out
 }
 
-// colWidth is the width of each of the three text columns.
-const colWidth = 40
+// DefaultWidth is the width of a printed timeline when the terminal's is not known:
+// three text columns of 40.
+const DefaultWidth = 137
 
-// printRows writes rows as three columns: client | gateway | server; long text wraps
-// inside its column.
-func printRows(w io.Writer, rows []Row) {
+// minColWidth is the narrowest text column; a terminal narrower than 3 of them plus
+// the time and separators gets lines longer than it is wide.
+const minColWidth = 12
+
+// colWidthFor is the width of each of the three text columns in a timeline that is
+// width columns wide: 8 for the time and 3 separators of 3.
+func colWidthFor(width int) int {
+	return max((width-8-3*3)/3, minColWidth)
+}
+
+// printRows writes rows as three columns, client | gateway | server, to fit width
+// terminal columns; long text wraps inside its column.
+func printRows(w io.Writer, rows []Row, width int) {
+	colWidth := colWidthFor(width)
 	sep := strings.Repeat("-", colWidth)
 	fmt.Fprintf(w, "%8s | %-*s | %-*s | %s\n", "time", colWidth, "client", colWidth, "gateway", "server")
 	fmt.Fprintf(w, "%8s-+-%s-+-%s-+-%s\n", "--------", sep, sep, sep)

@@ -91,7 +91,7 @@ func runDemo(ctx context.Context, w io.Writer, o demoOpts, stories []*scenarios.
 		if err != nil {
 			return err
 		}
-		rep.WriteText(w)
+		rep.WriteTextWidth(w, termWidth())
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted; every lab and process was removed")
 		}

@@ -123,6 +123,7 @@ Commands that address a lab take --name NAME, by default $IDLEGATE_LAB, else idl
 	root.AddCommand(newAgentCmd())
 	root.AddCommand(newScenarioCmd())
 	root.AddCommand(newProfilesCmd(), newReplayCmd(), newAdviseCmd())
+	root.AddCommand(newReportCmd())
 	refuseUnknownCommands(root)
 	return root
 }

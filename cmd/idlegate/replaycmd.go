@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/idlegate/idlegate/policy"
 	"github.com/idlegate/idlegate/replay"
+	"github.com/idlegate/idlegate/report"
 )
 
 type replayOpts struct {
@@ -22,6 +24,7 @@ type replayOpts struct {
 	write    string
 	scale    float64
 	all      bool
+	html     string
 }
 
 func newReplayCmd() *cobra.Command {
@@ -47,7 +50,8 @@ gets a synthetic handshake. No root needed.`,
 		Example: `  idlegate replay app.pcap --profile aws-nat-gateway
   idlegate replay app.pcap --profile linux-conntrack,aws-nat-gateway,gcp-cloud-nat
   idlegate replay app.pcapng --profile aws-alb --inside 10.0.0.0/8 -o json
-  idlegate replay lab.pcapng --profile aws-nat-gateway --time-scale 0.01 --write crossed.pcapng`,
+  idlegate replay lab.pcapng --profile aws-nat-gateway --time-scale 0.01 --write crossed.pcapng
+  idlegate replay app.pcap --profile linux-conntrack,aws-nat-gateway --html app.html`,
 		Args: exactArgs(1, "one capture file, e.g. idlegate replay app.pcap --profile aws-nat-gateway"),
 		RunE: func(cmd *cobra.Command, args []string) error { return runReplay(cmd, args[0], o) },
 	}
@@ -56,6 +60,7 @@ gets a synthetic handshake. No root needed.`,
 	c.Flags().StringSliceVar(&o.inside, "inside", nil, "inside (client-side) networks, `CIDRS` comma-separated")
 	c.Flags().StringVar(&o.write, "write", "", "write what would have crossed plus injected RSTs to `FILE` (.pcapng: with verdict comments; else pcap); one profile only")
 	c.Flags().BoolVar(&o.all, "all", false, "list every flow, even in a large capture")
+	c.Flags().StringVar(&o.html, "html", "", "also write a self-contained HTML report: flows x profiles, and per profile the sequence diagram, idle timers and table")
 	outputFlag(c, &o.out)
 	scaleFlag(c, &o.scale)
 	return c
@@ -117,7 +122,16 @@ func runReplay(cmd *cobra.Command, capture string, o replayOpts) error {
 		opt.Write = outFile
 		opt.WritePcapng = strings.HasSuffix(o.write, ".pcapng")
 	}
-	rep, err := replay.Run(capture, f, opt)
+	if o.html == "-" {
+		return usagef("--html -: replay prints its table on stdout; give a file name")
+	}
+	var rep *replay.Report
+	var pic *report.Report
+	if o.html != "" {
+		pic, rep, err = report.FromReplay(capture, f, opt)
+	} else {
+		rep, err = replay.Run(capture, f, opt)
+	}
 	if outFile != nil {
 		if cerr := outFile.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("write %s: %w", o.write, cerr)
@@ -135,6 +149,15 @@ func runReplay(cmd *cobra.Command, capture string, o replayOpts) error {
 		return err
 	}
 	w := cmd.OutOrStdout()
+	if pic != nil {
+		msg := w
+		if o.out == "json" {
+			msg = cmd.ErrOrStderr()
+		}
+		if err := writeReport(io.Discard, msg, o.html, pic); err != nil {
+			return err
+		}
+	}
 	if o.out == "json" {
 		return writeJSONOut(w, rep)
 	}

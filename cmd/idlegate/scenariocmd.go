@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/idlegate/idlegate/lab"
+	"github.com/idlegate/idlegate/report"
 	"github.com/idlegate/idlegate/scenarios"
 	"github.com/idlegate/idlegate/tun"
 )
@@ -113,6 +114,7 @@ type scenarioRunOpts struct {
 	pcap     string
 	force    bool
 	output   string
+	html     string
 }
 
 func newScenarioRunCmd() *cobra.Command {
@@ -127,6 +129,7 @@ flag, 3 if the machine cannot run a lab.`,
 		Example: `  sudo idlegate scenario run tcp-keepalive-saves
   sudo idlegate scenario run idle-drop idle-reset -o json
   sudo idlegate scenario run tcp-keepalive-saves:scale
+  sudo idlegate scenario run idle-reset --html idle-reset.html
   sudo idlegate scenario run --all --parallel 8`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScenarios(cmd.OutOrStdout(), args, o)
@@ -136,6 +139,7 @@ flag, 3 if the machine cannot run a lab.`,
 	c.Flags().IntVar(&o.parallel, "parallel", 1, "how `MANY` scenarios run at once")
 	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to a new `FILE` (with several scenarios, FILE gets each name inserted)")
 	c.Flags().BoolVar(&o.force, "force", false, "with --pcap: overwrite the file if it exists")
+	c.Flags().StringVar(&o.html, "html", "", "write a self-contained HTML report of the run: sequence diagram, idle timers, table (with several scenarios, FILE gets each name inserted)")
 	outputFlag(c, &o.output)
 	return c
 }
@@ -149,6 +153,9 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 	}
 	if o.parallel < 1 {
 		return usagef("--parallel %d: give 1 or more", o.parallel)
+	}
+	if o.html == "-" {
+		return usagef("--html -: scenario run prints its timeline on stdout; give a file name")
 	}
 	var list []*scenarios.Scenario
 	switch {
@@ -188,10 +195,11 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 		}
 	}
 	var (
-		mu      sync.Mutex
-		envErr  error
-		next    int
-		started = time.Now()
+		mu         sync.Mutex
+		htmlFailed error
+		envErr     error
+		next       int
+		started    = time.Now()
 	)
 	work := func() {
 		for {
@@ -204,10 +212,9 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 			next++
 			mu.Unlock()
 			s := list[i]
-			opts := scenarios.Options{Pcap: o.pcap, PcapForce: o.force}
+			opts := scenarios.Options{Pcap: o.pcap, PcapForce: o.force, Capture: o.html != ""}
 			if o.pcap != "" && len(list) > 1 {
-				ext := filepath.Ext(o.pcap)
-				opts.Pcap = strings.TrimSuffix(o.pcap, ext) + "-" + s.Name + ext
+				opts.Pcap = withName(o.pcap, s.Name)
 			}
 			rep, err := scenarios.Run(ctx, s, opts)
 			if err != nil {
@@ -219,10 +226,23 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 				}
 				rep = &scenarios.Report{Name: s.Name, Title: s.Title, Verdict: "FAIL", Error: err.Error(), Policy: s.Policy()}
 			}
+			var htmlErr error
+			if o.html != "" && err == nil {
+				htmlErr = scenarioHTML(s, rep, o.html, len(list) > 1)
+			}
 			mu.Lock()
 			reports[i] = rep
 			if o.output == "text" {
-				rep.WriteText(w)
+				rep.WriteTextWidth(w, termWidth())
+			}
+			if htmlErr != nil {
+				rep.Warnings = append(rep.Warnings, htmlErr.Error())
+				fmt.Fprintf(os.Stderr, "idlegate: %s: %v\n", s.Name, htmlErr)
+				if htmlFailed == nil {
+					htmlFailed = htmlErr
+				}
+			}
+			if o.output == "text" {
 				fmt.Fprintln(w)
 			}
 			mu.Unlock()
@@ -277,5 +297,27 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 	if failed > 0 || len(done) < len(list) {
 		return errScenarioFailed
 	}
+	if htmlFailed != nil {
+		return fmt.Errorf("the report could not be written: %w", htmlFailed)
+	}
 	return nil
+}
+
+// withName inserts a scenario's name before a file's extension: run.html -> run-idle-reset.html.
+func withName(path, name string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-" + name + ext
+}
+
+// scenarioHTML writes the HTML report of one run to path (several: with its name
+// inserted) and says so on stderr, which stays clear of -o json.
+func scenarioHTML(s *scenarios.Scenario, rep *scenarios.Report, path string, several bool) error {
+	if several {
+		path = withName(path, s.Name)
+	}
+	r, err := report.FromScenario(s, rep)
+	if err != nil {
+		return err
+	}
+	return writeReport(io.Discard, os.Stderr, path, r)
 }
