@@ -19,7 +19,6 @@ import (
 // as NAME, FILE, KEY=VALUE.
 var placeholder = regexp.MustCompile(`^[A-Z][A-Z0-9_]*(=[A-Z][A-Z0-9_]*)?$`)
 
-
 // TestFlagPlaceholders: every flag that takes a value shows a real placeholder in
 // its help (--profile NAME), never a type (string) or a command name.
 func TestFlagPlaceholders(t *testing.T) {
