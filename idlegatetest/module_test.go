@@ -114,3 +114,18 @@ func goDirective(t *testing.T, path string) string {
 	t.Fatalf("%s has no go line", path)
 	return ""
 }
+
+// TestReadmeGoVersion: the README's quick start names the Go version go.mod requires,
+// and the install line.
+func TestReadmeGoVersion(t *testing.T) {
+	v := goDirective(t, "../go.mod")
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Go " + v + " or later", "go install github.com/idlegate/idlegate/cmd/idlegate@latest"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("README.md does not say %q", want)
+		}
+	}
+}
