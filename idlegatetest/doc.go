@@ -97,8 +97,8 @@
 // Lab.Advice, which applies `idlegate advise`'s rule to the scaled timeout (and
 // reports the production values in Advice.RealKeepalive). For the same reason Dial
 // and Listen make sockets with TCP keepalive off: Go's net.Dial and net.Listen turn
-// it on with a 15 s idle time, which keeps a connection alive through any box slower
-// than that and hides the failure the test is looking for. DialWith and ListenWith
+// it on with a 15 s idle time, which keeps a connection alive through any box whose
+// timeout is longer than that and hides the failure the test is looking for. DialWith and ListenWith
 // take the net.Dialer and net.ListenConfig the code under test really uses.
 //
 // # Sockets and namespaces

@@ -73,8 +73,8 @@ func ExampleLab_Expire() {
 }
 
 // Table is the gateway's connection table as conntrack -L shows it. SetPolicy
-// changes the running box: here its ESTABLISHED timeout, which the connection's
-// entry takes at its next packet.
+// changes the running box: here its ESTABLISHED timeout, which applies at once to
+// the connection already open, counted from its last packet.
 func ExampleLab_Table() {
 	lab, err := idlegatetest.Start(idlegatetest.Profile("azure-lb"))
 	if err != nil {
@@ -116,7 +116,6 @@ func ExampleLab_Table() {
 		fmt.Println(err)
 		return
 	}
-	echo(c)
 	for _, e := range lab.Table() {
 		fmt.Println(conntrack.ProtoName(e.Proto), e.State, "port", e.Orig.DstPort, "timeout", e.Timeout)
 	}

@@ -369,9 +369,10 @@ func (l *Lab) TimeScale() float64 {
 
 // SetPolicy changes the running gateway's policy, as `idlegate policy set` does:
 // opts apply over the policy in force (Profile or FromPolicy replace it; Set changes
-// one key; TimeScale changes the scale), and connections keep their entries under
-// the new timeouts. Capacity and NAT cannot change while a lab runs; such a change
-// is refused and nothing changes.
+// one key; TimeScale changes the scale). Open connections keep their entries: the
+// new timeouts apply to them at once, counted from each one's last packet, so that a
+// shorter timeout can end one at once. Capacity and NAT cannot change while a lab
+// runs; such a change is refused and nothing changes.
 func (l *Lab) SetPolicy(opts ...Option) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

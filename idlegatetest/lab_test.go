@@ -375,3 +375,31 @@ func TestNewWithoutRoot(t *testing.T) {
 		}
 	}
 }
+
+// TestExpireResetOnExpire: under a box that resets both ends at expiry (Azure's load
+// balancer with TCP reset), Expire makes the gateway send those RSTs: the client's
+// idle connection is reset without writing anything.
+func TestExpireResetOnExpire(t *testing.T) {
+	needRoot(t)
+	l := idlegatetest.New(t, idlegatetest.Profile("azure-lb-tcp-reset"))
+	if !l.Policy().ResetOnExpire {
+		t.Fatal("azure-lb-tcp-reset has no reset_on_expire")
+	}
+	c, err := l.Dial("tcp", echoServer(t, l, 7000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := echo(c); err != nil {
+		t.Fatal(err)
+	}
+	if n := l.Expire(nil); n != 1 {
+		t.Fatalf("Expire(nil) = %d, want the one connection", n)
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Errorf("read on the idle connection after Expire: %v, want the gateway's RST (ECONNRESET)", err)
+	}
+	if got := l.Stats().Injected; got < 2 {
+		t.Errorf("%d packets injected, want the RSTs to both ends", got)
+	}
+}
