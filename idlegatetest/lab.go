@@ -91,7 +91,7 @@ func hostMessage(err error) string {
 // caller must Close it. Its error says what went wrong in one sentence; it matches
 // lab.ErrNotRoot or tun.ErrNoTUN when the machine cannot run a lab at all.
 func Start(opts ...Option) (*Lab, error) {
-	real, profile, scale, err := build(policy.Default(), "", 1, opts)
+	real, profile, scale, err := build(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -367,27 +367,35 @@ func (l *Lab) TimeScale() float64 {
 	return l.scale
 }
 
-// SetPolicy changes the running gateway's policy, as `idlegate policy set` does:
-// opts apply over the policy in force (Profile or FromPolicy replace it; Set changes
-// one key; TimeScale changes the scale). Open connections keep their entries: the
-// new timeouts apply to them at once, counted from each one's last packet, so that a
-// shorter timeout can end one at once. Capacity and NAT cannot change while a lab
-// runs; such a change is refused and nothing changes.
-func (l *Lab) SetPolicy(opts ...Option) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	real, profile, scale, err := build(l.real, l.profile, l.scale, opts)
+// SetPolicy changes keys of the running gateway's policy, as `idlegate policy set`
+// does: each option is a Set, in real units, and they apply all or none. Open
+// connections keep their entries: the new timeouts apply to them at once, counted
+// from each one's last packet, so that a shorter timeout can end one at once.
+// Capacity and NAT cannot change while a lab runs, nor can the profile, base policy
+// or time scale it started from (start another lab for another box): such a change
+// is refused with a sentence saying so, and nothing changes.
+func (l *Lab) SetPolicy(sets ...Option) error {
+	c, err := collect(sets)
 	if err != nil {
 		return err
 	}
-	pol, err := real.Scale(scale)
+	if c.base != nil || c.scale != 0 {
+		return fmt.Errorf("idlegatetest: SetPolicy takes Set options only: the profile, base policy and time scale are fixed when the lab starts; start another lab for another box")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	real, err := c.applySets(l.real)
+	if err != nil {
+		return err
+	}
+	pol, err := real.Scale(l.scale)
 	if err != nil {
 		return fmt.Errorf("idlegatetest: %w", err)
 	}
 	if err := l.run.Engine.SetPolicy(pol); err != nil {
 		return fmt.Errorf("idlegatetest: %w", err)
 	}
-	l.real, l.profile, l.scale = real, profile, scale
+	l.real = real
 	return nil
 }
 

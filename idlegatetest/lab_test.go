@@ -187,28 +187,41 @@ func TestLab(t *testing.T) {
 	})
 
 	t.Run("set policy", func(t *testing.T) {
-		if err := l.SetPolicy(idlegatetest.Set("timeouts.tcp.established", "90s"), idlegatetest.TimeScale(0.5)); err != nil {
+		if err := l.SetPolicy(idlegatetest.Set("timeouts.tcp.established", "90s")); err != nil {
 			t.Fatal(err)
 		}
-		if got := time.Duration(l.Policy().Timeouts.TCP.Established); got != 90*time.Second || l.TimeScale() != 0.5 {
-			t.Errorf("Policy() established %v scale %g, want the real 90s at 0.5", got, l.TimeScale())
+		if got := time.Duration(l.Policy().Timeouts.TCP.Established); got != 90*time.Second || l.Policy().Orphan.String() != "reset" {
+			t.Errorf("Policy(): established %v orphan %s, want 90s and the orphan rule kept", got, l.Policy().Orphan)
+		}
+		if es := entriesTo(l, 7001); len(es) != 1 || es[0].Timeout != 90*time.Second {
+			t.Errorf("entry after SetPolicy: %+v, want the new timeout 90s at once", es)
 		}
 		if err := echo(c2); err != nil {
 			t.Fatal(err)
 		}
-		if es := entriesTo(l, 7001); len(es) != 1 || es[0].Timeout != 45*time.Second {
-			t.Errorf("entry after SetPolicy: %+v, want the scaled timeout 45s", es)
-		}
-		if a := l.Advice(); a.Timeout != 45*time.Second || a.RealTimeout != 90*time.Second || a.Keepalive.Idle == 0 {
-			t.Errorf("Advice: timeout %v (real %v), keepalive %v; want 45s (90s) and a keepalive", a.Timeout, a.RealTimeout, a.Keepalive)
+		if a := l.Advice(); a.Timeout != 90*time.Second || a.Keepalive.Idle != 45*time.Second {
+			t.Errorf("Advice: timeout %v, keepalive %v; want 90s and idle 45s", a.Timeout, a.Keepalive)
 		}
 		before := l.Policy()
-		err := l.SetPolicy(idlegatetest.Set("orphan", "drop"), idlegatetest.Set("capacity", "10"))
-		if err == nil || !strings.Contains(err.Error(), "capacity cannot change while the gateway runs") {
-			t.Errorf("SetPolicy(capacity): %v, want a refusal", err)
+		for _, tc := range []struct {
+			opts []idlegatetest.Option
+			err  string
+		}{
+			{[]idlegatetest.Option{idlegatetest.Set("orphan", "drop"), idlegatetest.Set("capacity", "10")}, "capacity cannot change while the gateway runs"},
+			{[]idlegatetest.Option{idlegatetest.Set("orphan", "drop"), idlegatetest.TimeScale(0.5)}, "SetPolicy takes Set options only"},
+			{[]idlegatetest.Option{idlegatetest.Profile("aws-alb")}, "SetPolicy takes Set options only"},
+			{[]idlegatetest.Option{idlegatetest.Set("orphan", "drop"), idlegatetest.Set("timeouts.tcp.established", "soon")}, `Set("timeouts.tcp.established", "soon")`},
+		} {
+			if err := l.SetPolicy(tc.opts...); err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("SetPolicy: %v, want a refusal saying %q", err, tc.err)
+			}
 		}
-		if l.Policy().Orphan != before.Orphan || l.TimeScale() != 0.5 {
+		// The engine's orphan rule is checked by the flush below (a RST).
+		if l.Policy().Orphan != before.Orphan || l.TimeScale() != 1 {
 			t.Errorf("a refused SetPolicy changed the policy: orphan %s, scale %g", l.Policy().Orphan, l.TimeScale())
+		}
+		if es := entriesTo(l, 7001); len(es) != 1 || es[0].Timeout != 90*time.Second {
+			t.Errorf("entry after refused changes: %+v, want the timeout still 90s", es)
 		}
 	})
 

@@ -11,7 +11,7 @@ import (
 // Linux's netfilter defaults when neither is given), keys changed over it (Set), and
 // the time scale every timeout runs at (TimeScale). The order of options does not
 // matter: the base comes first, then every Set in the order given, then the scale.
-// New, Start and Lab.SetPolicy take them.
+// New and Start take them; Lab.SetPolicy takes Set options.
 type Option func(*config) error
 
 // config collects the options.
@@ -84,29 +84,48 @@ func (c *config) setBase(p *policy.Policy, by string) error {
 	return nil
 }
 
-// build applies opts over base (real units) at scale and returns the real policy,
-// the profile it came from ("" if none or if opts replace it) and the scale.
-func build(base policy.Policy, profile string, scale float64, opts []Option) (policy.Policy, string, float64, error) {
+// collect applies opts to a config.
+func collect(opts []Option) (config, error) {
 	var c config
 	for _, o := range opts {
 		if o == nil {
-			return base, profile, scale, errors.New("idlegatetest: a nil Option was given")
+			return c, errors.New("idlegatetest: a nil Option was given")
 		}
 		if err := o(&c); err != nil {
-			return base, profile, scale, fmt.Errorf("idlegatetest: %w", err)
+			return c, fmt.Errorf("idlegatetest: %w", err)
 		}
 	}
-	p := base
+	return c, nil
+}
+
+// build is the policy opts give, in real units, with the profile it came from ("" if
+// none) and the time scale (1 if none).
+func build(opts []Option) (policy.Policy, string, float64, error) {
+	c, err := collect(opts)
+	if err != nil {
+		return policy.Policy{}, "", 0, err
+	}
+	p := policy.Default()
 	if c.base != nil {
-		p, profile = *c.base, c.profile
+		p = *c.base
 	}
-	for _, kv := range c.sets {
-		if err := p.Set(kv[0], kv[1]); err != nil {
-			return base, profile, scale, fmt.Errorf("idlegatetest: Set(%q, %q): %w", kv[0], kv[1], err)
-		}
+	if p, err = c.applySets(p); err != nil {
+		return policy.Policy{}, "", 0, err
 	}
+	scale := 1.0
 	if c.scale != 0 {
 		scale = c.scale
 	}
-	return p, profile, scale, nil
+	return p, c.profile, scale, nil
+}
+
+// applySets applies c's Set options to p, in order; on error p is returned unchanged.
+func (c *config) applySets(p policy.Policy) (policy.Policy, error) {
+	q := p
+	for _, kv := range c.sets {
+		if err := q.Set(kv[0], kv[1]); err != nil {
+			return p, fmt.Errorf("idlegatetest: Set(%q, %q): %w", kv[0], kv[1], err)
+		}
+	}
+	return q, nil
 }

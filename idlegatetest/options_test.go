@@ -43,7 +43,7 @@ func TestBuild(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, profile, scale, err := build(policy.Default(), "", 1, tc.opts)
+			p, profile, scale, err := build(tc.opts)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.HasPrefix(err.Error(), "idlegatetest: ") {
 					t.Fatalf("error %v, want one starting idlegatetest: and containing %q", err, tc.err)
@@ -63,27 +63,25 @@ func TestBuild(t *testing.T) {
 	}
 }
 
-// TestBuildOverCurrent is what SetPolicy does: options apply over the policy in
-// force, its profile and scale kept unless replaced, and a failed build leaves them.
-func TestBuildOverCurrent(t *testing.T) {
-	cur, _, _, err := build(policy.Default(), "", 1, []Option{Profile("azure-lb"), TimeScale(0.1)})
+// TestApplySets is what SetPolicy does: the sets apply in order over the policy in
+// force, all or none.
+func TestApplySets(t *testing.T) {
+	cur, err := policy.ProfilePolicy("azure-lb")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, profile, scale, err := build(cur, "azure-lb", 0.1, []Option{Set("orphan", "reset")})
+	c, err := collect([]Option{Set("orphan", "reset"), Set("timeouts.tcp.established", "10s"), Set("orphan", "icmp")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if profile != "azure-lb" || scale != 0.1 || p.Orphan.String() != "reset" || p.Timeouts.TCP.Established != cur.Timeouts.TCP.Established {
-		t.Errorf("got profile %q scale %g orphan %s established %s", profile, scale, p.Orphan, p.Timeouts.TCP.Established)
+	p, err := c.applySets(cur)
+	if err != nil || p.Orphan.String() != "icmp" || time.Duration(p.Timeouts.TCP.Established) != 10*time.Second || p.Capacity != cur.Capacity {
+		t.Errorf("applySets: orphan %s established %s capacity %d, %v", p.Orphan, p.Timeouts.TCP.Established, p.Capacity, err)
 	}
-	p, profile, scale, err = build(cur, "azure-lb", 0.1, []Option{FromPolicy(policy.Default())})
-	if err != nil || profile != "" || scale != 0.1 || p.Timeouts.TCP.Established != policy.Default().Timeouts.TCP.Established {
-		t.Errorf("FromPolicy over a profile: profile %q scale %g established %s err %v; want no profile, scale kept", profile, scale, p.Timeouts.TCP.Established, err)
-	}
-	p, profile, scale, err = build(cur, "azure-lb", 0.1, []Option{Set("orphan", "bogus")})
-	if err == nil || profile != "azure-lb" || scale != 0.1 || p.Orphan != cur.Orphan {
-		t.Errorf("a failed build returned profile %q scale %g orphan %s err %v; want what was in force and an error", profile, scale, p.Orphan, err)
+	c, _ = collect([]Option{Set("orphan", "reset"), Set("orphan", "bogus")})
+	p, err = c.applySets(cur)
+	if err == nil || p.Orphan != cur.Orphan {
+		t.Errorf("a failed set returned orphan %s, %v; want the policy in force and an error", p.Orphan, err)
 	}
 }
 
