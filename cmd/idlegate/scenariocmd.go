@@ -137,7 +137,7 @@ flag, 3 if the machine cannot run a lab.`,
 	c.Flags().IntVar(&o.parallel, "parallel", 1, "how many scenarios run at once")
 	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to a new file (with several scenarios, FILE gets each name inserted)")
 	c.Flags().BoolVar(&o.force, "force", false, "with --pcap: overwrite the file if it exists")
-	c.Flags().StringVar(&o.junit, "junit", "", "also write JUnit XML to this file, for CI: a testsuite per scenario, a testcase per expectation (docs/ci.md)")
+	c.Flags().StringVar(&o.junit, "junit", "", "also write JUnit XML to `FILE`, for CI: a testsuite per scenario, a testcase per expectation (docs/ci.md)")
 	outputFlag(c, &o.output)
 	return c
 }
