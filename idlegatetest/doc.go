@@ -114,7 +114,7 @@
 //
 // This package is API: its exported names keep their meaning across releases, and
 // a change that breaks a caller is announced in the release notes. So are the
-// types it hands out, from packages policy (Policy, Filter, Event, Advice, Stats)
-// and conntrack (Key, EntryInfo, Event and their enumerations). The README's
+// types it hands out, from packages policy (Policy, Event, Advice, Stats), control
+// (Filter) and conntrack (Key, EntryInfo, Event and their enumerations). The README's
 // "Stability" section lists every package that is API and what is not.
 package idlegatetest

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/idlegate/idlegate/conntrack"
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/idlegatetest"
 )
 
@@ -53,7 +54,7 @@ func ExampleLab_Expire() {
 	}
 	fmt.Println("echo:", echo())
 
-	n := lab.Expire(func(e *conntrack.EntryInfo) bool { return e.Orig.DstPort == 7000 })
+	n := lab.Expire(control.Filter{DPort: 7000})
 	fmt.Println("expired:", n)
 	for _, ev := range lab.Events() {
 		if ev.Type == conntrack.EventDestroy {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/idlegate/idlegate/conntrack"
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/gateway"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/policy"
@@ -95,7 +96,7 @@ func Start(opts ...Option) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	run, err := startGateway(real, scale)
+	run, err := startGateway(real, profile, scale)
 	if err != nil {
 		if errors.Is(err, lab.ErrNotRoot) || errors.Is(err, tun.ErrNoTUN) {
 			return nil, hostError{hostMessage(err), err}
@@ -123,12 +124,8 @@ type hostError struct {
 func (e hostError) Error() string { return e.msg }
 func (e hostError) Unwrap() error { return e.err }
 
-func startGateway(real policy.Policy, scale float64) (*gateway.Running, error) {
-	pol, err := real.Scale(scale)
-	if err != nil {
-		return nil, err
-	}
-	return gateway.StartLab(context.Background(), lab.Config{Name: newName()}, pol, gateway.LabOptions{})
+func startGateway(real policy.Policy, profile string, scale float64) (*gateway.Running, error) {
+	return gateway.StartLab(context.Background(), lab.Config{Name: newName()}, real, gateway.LabOptions{Profile: profile, TimeScale: scale})
 }
 
 // Close stops the gateway and removes the lab: the sockets Dial, DialWith, Listen,
@@ -152,7 +149,7 @@ func (l *Lab) Close() error {
 			close(l.stopRec)
 			<-l.recDone
 		}
-		if ended, err := l.run.Gateway.SetPcap("", false); err != nil {
+		if ended, err := l.run.Gateway.SetPcap("", false, control.Filter{}); err != nil {
 			errs = append(errs, err)
 		} else if ended.Error != "" {
 			errs = append(errs, fmt.Errorf("the pcap recording failed: %s", ended))
@@ -329,15 +326,14 @@ func (l *Lab) Flush() int { return l.run.Engine.Flush(l.now()) }
 // expireWait bounds how long Expire waits for the gateway's sweep.
 const expireWait = 2 * time.Second
 
-// Expire makes the live connections match picks (nil: every one) expire now, as
+// Expire makes the live connections f picks (the zero Filter: every one) expire now, as
 // their idle timeout would have ended them, and returns how many it expired. It is
 // the fast-forward of an idle period: the next packet of each is an orphan. The
 // gateway's sweep (every 20 ms) destroys them: Expire returns once their DESTROY
 // events (reason expired) are in Events, and the RSTs of reset_on_expire, if the
 // policy has it, are sent at once after those.
-//
-// match sees each connection's snapshot and must not call the lab.
-func (l *Lab) Expire(match policy.Filter) int {
+func (l *Lab) Expire(f control.Filter) int {
+	match := f.Match()
 	var keys []conntrack.Key
 	pick := func(e *conntrack.EntryInfo) bool {
 		if match != nil && !match(e) {
@@ -384,18 +380,18 @@ func (l *Lab) SetPolicy(sets ...Option) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	real, err := c.applySets(l.real)
-	if err != nil {
-		return err
+	if _, err := c.applySets(l.real); err != nil {
+		return err // the key or value, said as Set gave it
 	}
-	pol, err := real.Scale(l.scale)
+	var kvs []string
+	for _, kv := range c.sets {
+		kvs = append(kvs, kv[0]+"="+kv[1])
+	}
+	view, err := l.run.Gateway.SetPolicy(kvs)
 	if err != nil {
 		return fmt.Errorf("idlegatetest: %w", err)
 	}
-	if err := l.run.Engine.SetPolicy(pol); err != nil {
-		return fmt.Errorf("idlegatetest: %w", err)
-	}
-	l.real = real
+	l.real = view.Policy
 	return nil
 }
 
@@ -419,7 +415,7 @@ func (l *Lab) Advice() policy.Advice {
 // the next Pcap call or Close; Pcap("") stops recording. `idlegate replay` reads
 // the file, and so does Wireshark.
 func (l *Lab) Pcap(path string) error {
-	ended, err := l.run.Gateway.SetPcap(path, false)
+	ended, err := l.run.Gateway.SetPcap(path, false, control.Filter{})
 	if err != nil {
 		return fmt.Errorf("idlegatetest: %w", err)
 	}

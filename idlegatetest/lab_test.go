@@ -17,6 +17,7 @@ import (
 
 	"github.com/idlegate/idlegate/capture"
 	"github.com/idlegate/idlegate/conntrack"
+	"github.com/idlegate/idlegate/control"
 	"github.com/idlegate/idlegate/idlegatetest"
 	"github.com/idlegate/idlegate/lab"
 	"github.com/idlegate/idlegate/policy"
@@ -159,7 +160,7 @@ func TestLab(t *testing.T) {
 	}
 
 	t.Run("expire", func(t *testing.T) {
-		n := l.Expire(func(e *conntrack.EntryInfo) bool { return e.Orig.DstPort == 7000 })
+		n := l.Expire(control.Filter{DPort: 7000})
 		if n != 1 {
 			t.Fatalf("Expire picked %d connections, want 1", n)
 		}
@@ -181,7 +182,7 @@ func TestLab(t *testing.T) {
 		if err := echo(c2); err != nil {
 			t.Errorf("the other connection: %v, want it untouched", err)
 		}
-		if n := l.Expire(func(e *conntrack.EntryInfo) bool { return e.Orig.DstPort == 9 }); n != 0 {
+		if n := l.Expire(control.Filter{DPort: 9}); n != 0 {
 			t.Errorf("Expire of nothing: %d", n)
 		}
 	})
@@ -405,8 +406,8 @@ func TestExpireResetOnExpire(t *testing.T) {
 	if err := echo(c); err != nil {
 		t.Fatal(err)
 	}
-	if n := l.Expire(nil); n != 1 {
-		t.Fatalf("Expire(nil) = %d, want the one connection", n)
+	if n := l.Expire(control.Filter{}); n != 1 {
+		t.Fatalf("Expire of every connection = %d, want the one", n)
 	}
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
