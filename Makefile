@@ -35,14 +35,14 @@ build: deps
 # Then every playbook scenario (docs/playbook.md) and each of its variants plays in labs of its
 # own, SCENARIO_PARALLEL at a time; any expectation not met fails the target. The stories mostly
 # sleep (51 runs, about 23 minutes of story time, take 7 s of CPU): 8 at a time play them in
-# about 3.5 minutes on 2 cores, where 3 took 7.7.
+# about 3.5 minutes on 2 cores, where 3 took 7.7. bin/scenarios.xml is their JUnit XML, for CI to publish.
 SCENARIO_PARALLEL ?= 8
 test: build lint
 	$(GO) test -count=1 -timeout 30m ./...
 	@if [ "$$(id -u)" -ne 0 ] && [ "$$CI" != "true" ]; then \
 		echo "scenarios: skipped, they need root (sudo make test; CI never skips them)"; \
 	else \
-		./$(BIN) scenario run --all --parallel $(SCENARIO_PARALLEL); \
+		./$(BIN) scenario run --all --parallel $(SCENARIO_PARALLEL) --junit bin/scenarios.xml; \
 	fi
 	@$(MAKE) --no-print-directory fuzz-short
 

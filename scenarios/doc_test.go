@@ -177,7 +177,8 @@ Every run prints a timeline in three columns, with times in seconds since the st
 
 Then the gateway's counters, each expectation with what was seen, and one verdict line:
 ` + "`PASS name (8.4s): 5 of 5 expectations met`" + ` or ` + "`FAIL name (...): 1 of 4 expectations failed; first: ...`" + `.
-` + "`-o json`" + ` gives the same as one JSON report (timeline rows, expectations, counters, processes).
+` + "`-o json`" + ` gives the same as JSON (timeline rows, expectations, counters, processes), one shape for one
+scenario or many, and ` + "`--junit FILE`" + ` writes JUnit XML that CI systems render: see [docs/ci.md](ci.md).
 The exit status is 1 when any expectation failed, 2 for a bad scenario file or flag, 3 when
 the machine cannot run a lab. ` + "`make test`" + ` plays the whole playbook and fails on any expectation.
 

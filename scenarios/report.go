@@ -13,8 +13,8 @@ import (
 )
 
 // Report is what one run found: the timeline, each expectation with what was seen,
-// the gateway's counters, the processes' ends, and the verdict. It is also the JSON
-// of `idlegate scenario run -o json`.
+// the gateway's counters, the processes' ends, and the verdict. Its JSON is one of
+// the reports of `idlegate scenario run -o json` (Results, docs/ci.md).
 type Report struct {
 	Name      string            `json:"name"`
 	Title     string            `json:"title"`

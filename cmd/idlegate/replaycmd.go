@@ -25,6 +25,7 @@ type replayOpts struct {
 	scale    float64
 	all      bool
 	html     string
+	failOn   bool
 }
 
 func newReplayCmd() *cobra.Command {
@@ -51,7 +52,8 @@ gets a synthetic handshake. No root needed.`,
   idlegate replay app.pcap --profile linux-conntrack,aws-nat-gateway,gcp-cloud-nat
   idlegate replay app.pcapng --profile aws-alb --inside 10.0.0.0/8 -o json
   idlegate replay lab.pcapng --profile aws-nat-gateway --time-scale 0.01 --write crossed.pcapng
-  idlegate replay app.pcap --profile linux-conntrack,aws-nat-gateway --html app.html`,
+  idlegate replay app.pcap --profile linux-conntrack,aws-nat-gateway --html app.html
+  idlegate replay nightly.pcap --profile aws-nat-gateway --fail-on-break   # exit 1 if a flow breaks`,
 		Args: exactArgs(1, "one capture file, e.g. idlegate replay app.pcap --profile aws-nat-gateway"),
 		RunE: func(cmd *cobra.Command, args []string) error { return runReplay(cmd, args[0], o) },
 	}
@@ -61,6 +63,7 @@ gets a synthetic handshake. No root needed.`,
 	c.Flags().StringVar(&o.write, "write", "", "write what would have crossed plus injected RSTs to `FILE` (.pcapng: with verdict comments; else pcap); one profile only")
 	c.Flags().BoolVar(&o.all, "all", false, "list every flow, even in a large capture")
 	c.Flags().StringVar(&o.html, "html", "", "also write a self-contained HTML report to `FILE`: flows x profiles, and per profile the sequence diagram, idle timers and table")
+	c.Flags().BoolVar(&o.failOn, "fail-on-break", false, "exit 1 when any flow breaks on any profile (after printing the report), for pipelines that gate on a capture")
 	outputFlag(c, &o.out)
 	scaleFlag(c, &o.scale)
 	return c
@@ -159,13 +162,34 @@ func runReplay(cmd *cobra.Command, capture string, o replayOpts) error {
 		}
 	}
 	if o.out == "json" {
-		return writeJSONOut(w, rep)
+		if err := writeJSONOut(w, rep); err != nil {
+			return err
+		}
+	} else {
+		rep.Text(w, o.all)
+		if o.write != "" {
+			fmt.Fprintf(w, "wrote what crossed %s to %s\n", profs[0].Name, o.write)
+		}
 	}
-	rep.Text(w, o.all)
-	if o.write != "" {
-		fmt.Fprintf(w, "wrote what crossed %s to %s\n", profs[0].Name, o.write)
+	if o.failOn {
+		return brokenFlows(rep)
 	}
 	return nil
+}
+
+// brokenFlows is the error of --fail-on-break (exit 1) when a flow broke on a
+// profile: how many, on which.
+func brokenFlows(rep *replay.Report) error {
+	var on []string
+	for _, p := range rep.Profiles {
+		if p.Broken > 0 {
+			on = append(on, fmt.Sprintf("%d on %s", p.Broken, p.Name))
+		}
+	}
+	if len(on) == 0 {
+		return nil
+	}
+	return fmt.Errorf("--fail-on-break: flows break (%s)", strings.Join(on, ", "))
 }
 
 // parseInside reads an --inside value: a CIDR, or a single address.

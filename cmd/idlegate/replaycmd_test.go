@@ -147,3 +147,23 @@ func TestReplayCmdErrors(t *testing.T) {
 		oneSentence(t, errs, tc.wants...)
 	}
 }
+
+// TestReplayFailOnBreak: with --fail-on-break a capture whose flow breaks on a
+// profile exits 1, after the report (text or JSON) and with a sentence naming the
+// profiles; one that survives every profile exits 0, and without the flag a break
+// is no failure.
+func TestReplayFailOnBreak(t *testing.T) {
+	path, _ := writeCapture(t, layers.LinkTypeEthernet)
+	out, errs := wantCode(t, exitFailure, "replay", path, "--profile", "linux-conntrack,aws-nat-gateway,azure-lb", "--fail-on-break")
+	if !strings.Contains(out, "breaks on aws-nat-gateway") || !strings.Contains(out, "FLOW") {
+		t.Errorf("the report is missing before the failure:\n%s", out)
+	}
+	oneSentence(t, errs, "--fail-on-break: flows break (1 on aws-nat-gateway, 1 on azure-lb)")
+	out, _ = wantCode(t, exitFailure, "replay", path, "--profile", "aws-nat-gateway", "--fail-on-break", "-o", "json")
+	var rep replay.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Profiles[0].Broken != 1 {
+		t.Errorf("-o json with --fail-on-break: %v, %+v\n%s", err, rep.Profiles, out)
+	}
+	wantCode(t, 0, "replay", path, "--profile", "linux-conntrack,gcp-cloud-nat", "--fail-on-break")
+	wantCode(t, 0, "replay", path, "--profile", "aws-nat-gateway")
+}

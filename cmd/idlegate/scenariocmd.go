@@ -115,6 +115,7 @@ type scenarioRunOpts struct {
 	force    bool
 	output   string
 	html     string
+	junit    string
 }
 
 func newScenarioRunCmd() *cobra.Command {
@@ -130,7 +131,7 @@ flag, 3 if the machine cannot run a lab.`,
   sudo idlegate scenario run idle-drop idle-reset -o json
   sudo idlegate scenario run tcp-keepalive-saves:scale
   sudo idlegate scenario run idle-reset --html idle-reset.html
-  sudo idlegate scenario run --all --parallel 8`,
+  sudo idlegate scenario run --all --parallel 8 --junit scenarios.xml`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runScenarios(cmd.OutOrStdout(), args, o)
 		},
@@ -140,6 +141,7 @@ flag, 3 if the machine cannot run a lab.`,
 	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to a new `FILE` (with several scenarios, FILE gets each name inserted)")
 	c.Flags().BoolVar(&o.force, "force", false, "with --pcap: overwrite the file if it exists")
 	c.Flags().StringVar(&o.html, "html", "", "write a self-contained HTML report of the run to `FILE`: sequence diagram, idle timers, table (with several scenarios, FILE gets each name inserted)")
+	c.Flags().StringVar(&o.junit, "junit", "", "also write JUnit XML to `FILE`, for CI: a testsuite per scenario, a testcase per expectation (docs/ci.md)")
 	outputFlag(c, &o.output)
 	return c
 }
@@ -178,6 +180,10 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 		}
 	}
 	if err := lab.CheckHost(); err != nil {
+		return err
+	}
+	junit, err := createJUnit(o.junit)
+	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
@@ -258,7 +264,7 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 	}
 	wg.Wait()
 	if envErr != nil {
-		return envErr
+		return errors.Join(envErr, removeJUnit(junit))
 	}
 	passed, failed := 0, 0
 	var done []*scenarios.Report
@@ -273,12 +279,12 @@ func runScenarios(w io.Writer, args []string, o scenarioRunOpts) error {
 			failed++
 		}
 	}
+	results := scenarios.NewResults(list, reports, started, time.Now())
+	if err := writeJUnit(junit, results); err != nil {
+		return err
+	}
 	if o.output == "json" {
-		if len(list) == 1 && len(done) == 1 {
-			if err := writeJSONOut(w, done[0]); err != nil {
-				return err
-			}
-		} else if err := writeJSONOut(w, map[string]any{"pass": failed == 0 && len(done) == len(list), "passed": passed, "failed": failed, "reports": done}); err != nil {
+		if err := writeJSONOut(w, results); err != nil {
 			return err
 		}
 	} else if len(list) > 1 {
