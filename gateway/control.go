@@ -108,6 +108,11 @@ type EventJSON struct {
 	Verdict   string `json:"verdict,omitempty"`
 	Dir       string `json:"dir,omitempty"`
 	Keepalive bool   `json:"keepalive,omitempty"`
+	// The gateway's own events (EventGone, EventAttach): the wedge's side ("A" or
+	// "B"), its target (docker:db) and one sentence for people.
+	Side    string `json:"side,omitempty"`
+	Target  string `json:"target,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // EventOf renders an event; start is the gateway's start time.
@@ -319,6 +324,8 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	verdicts := r.URL.Query().Get("verdicts") == "1"
 	sub := g.cfg.Engine.Subscribe(4096)
 	defer sub.Close()
+	notes := g.notices.subscribe()
+	defer g.notices.unsubscribe(notes)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
@@ -329,7 +336,25 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
-			return
+			// Notices sent before the gateway stopped (the GONE of a wedge that
+			// ends because of it) still go out.
+			for {
+				select {
+				case ev := <-notes:
+					if enc.Encode(ev) != nil {
+						return
+					}
+				default:
+					return
+				}
+			}
+		case ev := <-notes:
+			if enc.Encode(ev) != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
 		case ev, ok := <-sub.C:
 			if !ok {
 				return

@@ -60,6 +60,7 @@ type Gateway struct {
 	pcapErrors atomic.Uint64
 	stats      [2]sideStats // indexed by the side a packet arrives on
 	start      time.Time
+	notices    noticeHub // the gateway's own events (notice.go)
 }
 
 type sideStats struct {

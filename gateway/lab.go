@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -32,13 +33,16 @@ type LabOptions struct {
 	Now        func() time.Time
 }
 
-// Running is a lab whose gateway runs in this process.
+// Running is a lab or a wedge whose gateway runs in this process.
 type Running struct {
-	Lab     *lab.Lab
+	Lab     *lab.Lab   // the lab, or nil for a wedge
+	Wedge   *lab.Wedge // the wedge, or nil for a lab
 	Gateway *Gateway
 	Engine  *policy.Engine
 	Socket  string
 
+	wedge    *wedgeRun    // a wedge's own state, nil for a lab
+	down     func() error // removes the lab or takes the wedge out
 	cancel   context.CancelFunc
 	done     chan struct{}
 	err      error
@@ -46,8 +50,10 @@ type Running struct {
 	stopErr  error
 }
 
-// State is the lab's description written to its run directory.
+// State is the lab's or wedge's description written to its run directory.
 type State struct {
+	// Kind is KindLab or KindWedge ("" in a state file written before wedges: a lab).
+	Kind       string        `json:"kind,omitempty"`
 	Name       string        `json:"name"`
 	PID        int           `json:"pid"`
 	RunDir     string        `json:"run_dir"`
@@ -61,6 +67,7 @@ type State struct {
 	Server     SideState     `json:"server"`
 	NAT        []string      `json:"nat_outside"`
 	Policy     policy.Policy `json:"policy"`
+	Wedge      *WedgeState   `json:"wedge,omitempty"` // Kind "wedge" only
 }
 
 // SideState describes one namespace.
@@ -102,42 +109,57 @@ func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOp
 			return nil, err
 		}
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	r := &Running{Lab: l, Gateway: gw, Engine: eng, Socket: sock, cancel: cancel, done: make(chan struct{})}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	var gerr, serr error
-	go func() {
-		defer wg.Done()
-		gerr = gw.Run(ctx)
-		cancel()
-	}()
-	go func() {
-		defer wg.Done()
-		serr = gw.serve(ctx, ln)
-		cancel()
-	}()
-	go func() {
-		wg.Wait()
-		r.err = errors.Join(gerr, serr)
-		close(r.done)
-	}()
+	r := &Running{Lab: l, Gateway: gw, Engine: eng, Socket: sock, down: l.Down}
+	r.launch(ctx, ln)
 	st := State{
-		Name: l.Name, PID: os.Getpid(), RunDir: l.RunDir, Socket: r.Socket,
+		Kind: KindLab, Name: l.Name, PID: os.Getpid(), RunDir: l.RunDir, Socket: r.Socket,
 		PolicyFile: opts.PolicyFile, Started: gw.Started(), MTU: l.Client.Dev.MTU(), Device: l.Device,
 		Client: SideState{l.Client.Namespace, lab.LinkName, l.Client.Addr4.String(), l.Client.Addr6.String()},
 		Server: SideState{l.Server.Namespace, lab.LinkName, l.Server.Addr4.String(), l.Server.Addr6.String()},
 		NAT:    []string{lab.NATAddr4.String(), lab.NATAddr6.String()},
 		Policy: pol,
 	}
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err == nil {
-		err = os.WriteFile(filepath.Join(l.RunDir, StateFile), append(b, '\n'), 0o600)
-	}
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("write the lab's state file: %w", err), r.Stop())
+	if err := writeState(l.RunDir, st); err != nil {
+		return nil, errors.Join(err, r.Stop())
 	}
 	return r, nil
+}
+
+// launch runs the gateway and serves the control API on ln until ctx is done or
+// either stops; Done is closed when both have.
+func (r *Running) launch(ctx context.Context, ln net.Listener) {
+	ctx, r.cancel = context.WithCancel(ctx)
+	r.done = make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	var gerr, serr error
+	go func() {
+		defer wg.Done()
+		gerr = r.Gateway.Run(ctx)
+		r.cancel()
+	}()
+	go func() {
+		defer wg.Done()
+		serr = r.Gateway.serve(ctx, ln)
+		r.cancel()
+	}()
+	go func() {
+		wg.Wait()
+		r.err = errors.Join(gerr, serr)
+		close(r.done)
+	}()
+}
+
+// writeState writes what `lab show` prints to the run directory.
+func writeState(runDir string, st State) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err == nil {
+		err = os.WriteFile(filepath.Join(runDir, StateFile), append(b, '\n'), 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("write the state file: %w", err)
+	}
+	return nil
 }
 
 // Done is closed when the gateway stops (after Stop, or on a device failure).
@@ -152,7 +174,7 @@ func (r *Running) Stop() error {
 	r.stopOnce.Do(func() {
 		r.cancel()
 		<-r.done
-		r.stopErr = errors.Join(r.err, r.Lab.Down())
+		r.stopErr = errors.Join(r.err, r.down())
 	})
 	return r.stopErr
 }

@@ -211,7 +211,13 @@ func labUpDetached(cmd *cobra.Command, o labUpOpts, pol policy.Policy) error {
 // detachedArgs are the arguments of the detached child of `lab up`: every flag the
 // user set but --detach, file paths made absolute (the child runs elsewhere).
 func detachedArgs(cmd *cobra.Command) []string {
-	args := []string{"lab", "up"}
+	return append([]string{"lab", "up"}, flagArgs(cmd)...)
+}
+
+// flagArgs are the flags the user set on cmd but --detach, as --NAME=VALUE, file
+// paths made absolute (a detached child runs elsewhere).
+func flagArgs(cmd *cobra.Command) []string {
+	var args []string
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		switch f.Name {
 		case "detach":
@@ -276,6 +282,9 @@ links and run directory, including leftovers of a gateway that was killed.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := lab.CheckName(name); err != nil {
 				return usageError{err}
+			}
+			if lab.IsWedge(lab.RunDir(name, "")) {
+				return wedgeDown(cmd, name)
 			}
 			if err := lab.CheckHost(); err != nil {
 				return err
@@ -355,6 +364,10 @@ func newLabShowCmd() *cobra.Command {
 			w := cmd.OutOrStdout()
 			if out == "json" {
 				return writeJSONOut(w, st)
+			}
+			if st.Kind == gateway.KindWedge {
+				printWedgeState(w, st, nil, 1)
+				return nil
 			}
 			fmt.Fprintf(w, "lab %s (gateway pid %d, MTU %d, %s TUN device)\n", st.Name, st.PID, st.MTU, st.Device)
 			fmt.Fprintf(w, "  client   netns %-20s %s %s  %s\n", st.Client.Namespace, st.Client.Link, st.Client.Addr4, st.Client.Addr6)

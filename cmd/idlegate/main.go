@@ -7,7 +7,8 @@
 //	1  the command ran and failed (a demo outcome did not happen, an I/O error)
 //	2  bad usage or bad configuration (unknown flag, bad policy file, bad KEY=VALUE)
 //	3  the machine cannot run a lab (not root, no /dev/net/tun)
-//	4  lab state (no such lab, lab name in use)
+//	4  lab state (no such lab, lab name in use; for a wedge: no such container,
+//	   namespace or process, no route between its sides, a wedge already on the pair)
 package main
 
 import (
@@ -100,7 +101,7 @@ run a lab (not root, no /dev/net/tun), 4 lab state (no such lab, name in use).`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%v (see `%s --help`)", err, c.CommandPath())}
 	})
-	root.AddCommand(newLabCmd(), newCtCmd(), newPolicyCmd(), newPcapCmd(), newDemoCmd(), newVersionCmd())
+	root.AddCommand(newLabCmd(), newWedgeCmd(), newCtCmd(), newPolicyCmd(), newPcapCmd(), newDemoCmd(), newVersionCmd())
 	root.AddCommand(newAgentCmd())
 	root.AddCommand(newScenarioCmd())
 	root.AddCommand(newProfilesCmd(), newReplayCmd(), newAdviseCmd())

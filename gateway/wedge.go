@@ -1,0 +1,337 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/idlegate/idlegate/conntrack"
+	"github.com/idlegate/idlegate/lab"
+	"github.com/idlegate/idlegate/policy"
+)
+
+// Kinds of run directory, State.Kind.
+const (
+	KindLab   = "lab"
+	KindWedge = "wedge"
+)
+
+// WedgeState is what State says of a wedge (Kind "wedge").
+type WedgeState struct {
+	Sides  [2]WedgeSideState `json:"sides"` // A (inside), B (outside)
+	Follow bool              `json:"follow"`
+	// Adopted counts the TCP connections open between A and B when the wedge went
+	// in: the engine picks them up mid-stream, whatever the orphan rule says.
+	Adopted int `json:"adopted"`
+	// NATOff says why a NAT policy runs with NAT off ("" when it does not).
+	NATOff string `json:"nat_off,omitempty"`
+	// Networks are each side's addresses as the engine is to route by them.
+	Networks Networks `json:"networks"`
+}
+
+// WedgeSideState describes one side of a wedge.
+type WedgeSideState struct {
+	Target  string   `json:"target"`
+	NetnsID uint64   `json:"netns_id"`
+	Link    string   `json:"link"`
+	MTU     int      `json:"mtu"`
+	Addrs   []string `json:"addrs"`  // the side's own addresses the wedge carries
+	Peers   []string `json:"peers"`  // the other side's
+	Via     []string `json:"via"`    // the interfaces that carried the peer before
+	Routes  []string `json:"routes"` // host routes through Link
+}
+
+// Networks are the networks on each side of the gateway: what a router in its
+// place would have in its routing table. For a wedge, each side's addresses as
+// host prefixes (two containers on one bridge share a subnet, so their subnets
+// say nothing), and the NAT addresses as the gateway's own. The fields are those
+// of policy.Networks on branch router: once the engine takes them
+// (Engine.SetNetworks), applyNetworks hands them over.
+type Networks struct {
+	Inside  []netip.Prefix `json:"inside"`
+	Outside []netip.Prefix `json:"outside"`
+	Gateway []netip.Addr   `json:"gateway,omitempty"`
+}
+
+// WedgeNetworks are the networks of wedge w whose NAT addresses are nat: the one
+// place they are computed, at start and after each re-attach.
+func WedgeNetworks(w *lab.Wedge, nat []netip.Addr) Networks {
+	in, out := w.Networks()
+	return Networks{Inside: in, Outside: out, Gateway: append([]netip.Addr(nil), nat...)}
+}
+
+// WedgeOptions tune StartWedge.
+type WedgeOptions struct {
+	LabOptions
+	// Follow re-attaches a side whose namespace went away (a container that
+	// restarted) as soon as its target resolves again; without it the wedge ends.
+	Follow bool
+	// Say, if not nil, gets one line for people each time a side goes away or
+	// comes back; if nil, the log gets it as a warning.
+	Say func(string)
+	// FollowEvery is how often a side that went away is looked for; 0 means 250 ms.
+	FollowEvery time.Duration
+}
+
+// wedgeRun is the part of Running that only a wedge has.
+type wedgeRun struct {
+	w      *lab.Wedge
+	devs   [2]*sideDevice
+	opts   WedgeOptions
+	pol    policy.Policy
+	natOff string
+	nat    []netip.Addr
+	state  State
+
+	mu      sync.Mutex // guards state, gone, ended
+	gone    [2]bool
+	ended   string // why the wedge ended by itself, "" if it did not
+	adopted int
+}
+
+// StartWedge puts a gateway with policy pol between two existing namespaces and
+// serves the same control API as a lab's. A NAT policy translates to the
+// addresses cfg.NAT gives (B routes them back through the wedge); with none, it
+// runs with NAT off, and WedgeState.NATOff says so. TCP connections open between
+// A and B before the wedge are adopted (policy.Engine.Adopt). Stop takes the
+// wedge out; so does a failure of StartWedge itself, and so does a side whose
+// namespace goes away, unless opts.Follow (see Running.Ended).
+func StartWedge(ctx context.Context, cfg lab.WedgeConfig, pol policy.Policy, opts WedgeOptions) (*Running, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.FollowEvery <= 0 {
+		opts.FollowEvery = 250 * time.Millisecond
+	}
+	wr := &wedgeRun{opts: opts}
+	switch {
+	case len(cfg.NAT) > 0:
+		pol.NAT.Enabled = true
+		pol.NAT.Outside = append([]netip.Addr(nil), cfg.NAT...)
+		wr.nat = pol.NAT.Outside
+	case pol.NAT.Enabled:
+		pol.NAT.Enabled = false
+		wr.natOff = "the policy translates addresses, and no --nat-addr was given: NAT is off; give --nat-addr ADDR (an address neither side uses; B routes it back through the wedge) to turn it on"
+	}
+	wr.pol = pol
+	eng, err := policy.NewEngine(pol)
+	if err != nil {
+		return nil, err
+	}
+	w, err := lab.UpWedge(cfg)
+	if err != nil {
+		return nil, err
+	}
+	wr.w = w
+	keys := make([]conntrack.Key, 0, len(w.Open))
+	for _, f := range w.Open {
+		keys = append(keys, conntrack.MakeKey(conntrack.ProtoTCP, f.Local, f.Remote))
+	}
+	wr.adopted = eng.Adopt(keys)
+	for i := range wr.devs {
+		wr.devs[i] = newSideDevice(policy.Side(i), w.Sides[i].Dev, nil)
+	}
+	gw, err := New(Config{Inside: wr.devs[0], Outside: wr.devs[1], Engine: eng, Log: opts.Log, Now: opts.Now})
+	if err != nil {
+		return nil, errors.Join(err, w.Down())
+	}
+	sock := filepath.Join(w.RunDir, SocketFile)
+	ln, err := listenControl(sock)
+	if err != nil {
+		return nil, errors.Join(err, w.Down())
+	}
+	if opts.Pcap != "" {
+		if _, err := gw.SetPcap(opts.Pcap, opts.PcapForce); err != nil {
+			ln.Close()
+			return nil, errors.Join(err, w.Down())
+		}
+	}
+	r := &Running{Gateway: gw, Engine: eng, Socket: sock, Wedge: w, wedge: wr, down: w.Down}
+	for i := range wr.devs {
+		wr.devs[i].gone = r.sideGone
+	}
+	wr.state = State{
+		Kind: KindWedge, Name: w.Name, PID: os.Getpid(), RunDir: w.RunDir, Socket: sock,
+		PolicyFile: opts.PolicyFile, Started: gw.Started(), Device: w.Device, Policy: pol,
+	}
+	for _, a := range wr.nat {
+		wr.state.NAT = append(wr.state.NAT, a.String())
+	}
+	wr.applyLocked()
+	r.launch(ctx, ln)
+	if err := writeState(w.RunDir, wr.state); err != nil {
+		return nil, errors.Join(err, r.Stop())
+	}
+	return r, nil
+}
+
+// applyLocked brings the state (and the engine's networks) up to date with the
+// wedge's sides. The caller holds wr.mu or owns wr alone.
+func (wr *wedgeRun) applyLocked() {
+	st := &wr.state
+	st.MTU = wr.w.Side(0).MTU
+	ws := &WedgeState{Follow: wr.opts.Follow, Adopted: wr.adopted, NATOff: wr.natOff, Networks: WedgeNetworks(wr.w, wr.nat)}
+	for i := range ws.Sides {
+		s := wr.w.Side(i)
+		ss := WedgeSideState{Target: s.Target.String(), NetnsID: s.NetnsID, Link: s.Link, MTU: s.MTU, Via: s.Via,
+			Addrs: strs(s.Addrs), Peers: strs(s.Peers), Routes: strs(s.Routes)}
+		ws.Sides[i] = ss
+		side := SideState{Namespace: ss.Target, Link: s.Link}
+		for _, a := range s.Addrs {
+			if a.Is4() {
+				side.Addr4 = a.String()
+			} else {
+				side.Addr6 = a.String()
+			}
+		}
+		if i == 0 {
+			st.Client = side
+		} else {
+			st.Server = side
+		}
+	}
+	st.Wedge = ws
+	// The engine routes by ws.Networks once it can (branch router adds
+	// Engine.SetNetworks): wr.engine.SetNetworks(policy.Networks(ws.Networks)).
+}
+
+func strs[T fmt.Stringer](l []T) []string {
+	out := make([]string, len(l))
+	for i, x := range l {
+		out[i] = x.String()
+	}
+	return out
+}
+
+// sideGone is called once by a side's device when the kernel took its TUN away.
+func (r *Running) sideGone(side policy.Side, err error) {
+	wr := r.wedge
+	i := int(side)
+	s := wr.w.Side(i)
+	name := string(rune('A' + i))
+	wr.mu.Lock()
+	wr.gone[i] = true
+	both := wr.gone[0] && wr.gone[1]
+	wr.mu.Unlock()
+	msg := fmt.Sprintf("side %s (%s) is gone: its network namespace went away, and the kernel removed the TUN in it (%s); "+
+		"the container stopped or restarted, or the namespace was deleted", name, s.Target, readError(err))
+	follow := wr.opts.Follow && !both
+	switch {
+	case follow:
+		msg += fmt.Sprintf("; waiting for %s to come back (--follow)", s.Target)
+	case both:
+		msg += "; both sides are gone, so the wedge ends"
+	default:
+		msg += "; the wedge ends (with --follow it would wait for the side to come back)"
+	}
+	r.Gateway.Notice(EventJSON{Type: EventGone, Side: name, Target: s.Target.String(), Message: msg})
+	wr.say(msg)
+	if follow {
+		go r.follow(i)
+		return
+	}
+	wr.mu.Lock()
+	wr.ended = msg
+	wr.mu.Unlock()
+	r.cancel()
+}
+
+func (wr *wedgeRun) say(msg string) {
+	if wr.opts.Say != nil {
+		wr.opts.Say(msg)
+		return
+	}
+	wr.opts.Log.Warn(msg)
+}
+
+// follow looks for side i's target until it resolves to a namespace again, then
+// attaches the side there and hands the new TUN to its device.
+func (r *Running) follow(i int) {
+	wr := r.wedge
+	t := time.NewTicker(wr.opts.FollowEvery)
+	defer t.Stop()
+	last := ""
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-t.C:
+		}
+		dev, err := wr.w.Reattach(i)
+		if errors.Is(err, os.ErrClosed) {
+			return
+		}
+		if err != nil {
+			if !errors.Is(err, lab.ErrNoSuchNamespace) && err.Error() != last {
+				wr.opts.Log.Info("side not back yet", "side", i, "err", err)
+			}
+			last = err.Error()
+			continue
+		}
+		wr.devs[i].swap(dev)
+		s := wr.w.Side(i)
+		name := string(rune('A' + i))
+		msg := fmt.Sprintf("side %s (%s) is back: the wedge is in its new network namespace net:[%d] (%s, MTU %d)",
+			name, s.Target, s.NetnsID, joinAddrs(s.Addrs), s.MTU)
+		wr.mu.Lock()
+		wr.gone[i] = false
+		wr.applyLocked()
+		err = writeState(wr.w.RunDir, wr.state)
+		wr.mu.Unlock()
+		if err != nil {
+			wr.opts.Log.Error("update the state file", "err", err)
+		}
+		r.Gateway.Notice(EventJSON{Type: EventAttach, Side: name, Target: s.Target.String(), Message: msg})
+		wr.say(msg)
+		return
+	}
+}
+
+func joinAddrs(l []netip.Addr) string {
+	s := ""
+	for i, a := range l {
+		if i > 0 {
+			s += ", "
+		}
+		s += a.String()
+	}
+	return s
+}
+
+// Ended says why a wedge ended by itself (a side's namespace went away without
+// --follow), after Done is closed; "" if it did not (Stop, or a failure: Err).
+func (r *Running) Ended() string {
+	if r.wedge == nil {
+		return ""
+	}
+	r.wedge.mu.Lock()
+	defer r.wedge.mu.Unlock()
+	return r.wedge.ended
+}
+
+// WedgeState returns the wedge's description as the state file has it, or nil
+// for a lab.
+func (r *Running) WedgeState() *State {
+	if r.wedge == nil {
+		return nil
+	}
+	r.wedge.mu.Lock()
+	defer r.wedge.mu.Unlock()
+	st := r.wedge.state
+	return &st
+}
+
+// readError names what a read of a TUN the kernel removed returned: EBADFD, which
+// the tun package reports as os.ErrClosed.
+func readError(err error) string {
+	if errors.Is(err, os.ErrClosed) {
+		return "its reads fail with EBADFD"
+	}
+	return "reading it: " + err.Error()
+}
