@@ -205,11 +205,13 @@ func inspectCLI(cli, engine, name string) (containerState, error) {
 		case strings.Contains(low, "no such container"), strings.Contains(low, "no such object"):
 			return st, &noSuchNetnsError{fmt.Sprintf("no %s container named %q: `%s ps` lists the running ones", engine, name, engine)}
 		case ctx.Err() != nil:
-			return st, fmt.Errorf("`%s inspect %s` did not answer within %s: is the daemon up?", engine, name, engineTimeout)
+			return st, &noEngineError{fmt.Sprintf("`%s inspect %s` did not answer within %s: is the daemon up?", engine, name, engineTimeout)}
+		case strings.Contains(low, "cannot connect"), strings.Contains(low, "connection refused"), strings.Contains(low, "unable to connect"):
+			return st, &noEngineError{fmt.Sprintf("the %s CLI cannot reach its daemon (%s): start the daemon, or set %s to its socket", engine, strings.TrimSuffix(msg, "."), engineEnv[engine].hostVar)}
 		case msg == "":
 			msg = err.Error()
 		}
-		return st, fmt.Errorf("`%s inspect %s` failed: %s (is the daemon running, and %s set right?)", engine, name, msg, engineEnv[engine].hostVar)
+		return st, fmt.Errorf("`%s inspect %s` failed: %s", engine, name, msg)
 	}
 	if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &st); err != nil {
 		return st, fmt.Errorf("`%s inspect %s` printed %q, not the container's state: %v", engine, name, firstLine(stdout.String()), err)

@@ -53,7 +53,18 @@ var (
 	ErrSameNamespace = errors.New("the two sides are the same network namespace: name two different namespaces")
 	ErrNoRoute       = errors.New("no route between the two sides: check that A reaches B without the wedge (ping), or give --peer-a/--peer-b")
 	ErrWedged        = errors.New("a wedge is already on that pair: take it out with `idlegate wedge down --name NAME`")
+	// ErrBadAddress: an address given for a side (--peer-a, --peer-b, --nat-addr)
+	// that the wedge cannot use.
+	ErrBadAddress = errors.New("an address given for the wedge cannot be used")
 )
+
+// badAddress is ErrBadAddress in one sentence.
+type badAddress struct{ msg string }
+
+func (e *badAddress) Error() string { return e.msg }
+func (e *badAddress) Unwrap() error { return ErrBadAddress }
+
+func badAddressf(format string, a ...any) error { return &badAddress{fmt.Sprintf(format, a...)} }
 
 // WedgeConfig says which two namespaces a wedge goes between.
 type WedgeConfig struct {
@@ -170,7 +181,7 @@ func UpWedge(cfg WedgeConfig) (_ *Wedge, err error) {
 	}
 	runDir := RunDir(cfg.Name, cfg.RunBase)
 	if pid, err := readPIDFile(runDir); err == nil && alive(pid) {
-		return nil, &inUseError{name: cfg.Name, pid: pid}
+		return nil, &inUseError{name: cfg.Name, pid: pid, wedge: true}
 	}
 	if _, err := cleanupLocked(cfg.Name, runDir); err != nil {
 		return nil, fmt.Errorf("remove leftovers of %q: %w", cfg.Name, err)
@@ -245,11 +256,11 @@ func checkFamilies(cfg WedgeConfig) error {
 		var seen [2]bool
 		for _, a := range l.addrs {
 			if !a.IsValid() || a.Zone() != "" || a.Is4In6() || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.IsLinkLocalUnicast() {
-				return fmt.Errorf("%s %s: give a unicast IPv4 or IPv6 address", l.flag, a)
+				return badAddressf("%s %s: give a unicast IPv4 or IPv6 address", l.flag, a)
 			}
 			f := family(a)
 			if seen[f] {
-				return fmt.Errorf("%s: give at most one IPv4 and one IPv6 address", l.flag)
+				return badAddressf("%s: give at most one IPv4 and one IPv6 address", l.flag)
 			}
 			seen[f] = true
 		}
@@ -397,7 +408,7 @@ func discover(ns [2]*Netns, cfg WedgeConfig) ([2]WedgeSide, error) {
 			flag string
 		}{{okA, pa, "--peer-a"}, {okB, pb, "--peer-b"}} {
 			if a.ok && !has(i, a.addr) {
-				return plan, fmt.Errorf("%s %s: %s has no such address on an interface; give the side's own address (a Kubernetes ClusterIP or a load balancer's address is translated before it reaches the pod: give the pod IP)", a.flag, a.addr, targets[i])
+				return plan, badAddressf("%s %s: %s has no such address on an interface; give the side's own address (a Kubernetes ClusterIP or a load balancer's address is translated before it reaches the pod: give the pod IP)", a.flag, a.addr, targets[i])
 			}
 		}
 		// Candidates for B's address: the one given, else B's own, on-link paths first.
@@ -489,10 +500,10 @@ func discover(ns [2]*Netns, cfg WedgeConfig) ([2]WedgeSide, error) {
 	for _, a := range cfg.NAT {
 		f := family(a)
 		if _, ok := ofFamily(plan[1].Addrs, f); !ok {
-			return plan, fmt.Errorf("--nat-addr %s: the wedge carries no IPv%d between %s and %s", a, 4+2*f, cfg.A, cfg.B)
+			return plan, badAddressf("--nat-addr %s: the wedge carries no IPv%d between %s and %s", a, 4+2*f, cfg.A, cfg.B)
 		}
 		if has(0, a) || has(1, a) {
-			return plan, fmt.Errorf("--nat-addr %s is an address of %s or %s: give one neither side uses", a, cfg.A, cfg.B)
+			return plan, badAddressf("--nat-addr %s is an address of %s or %s: give one neither side uses", a, cfg.A, cfg.B)
 		}
 		plan[1].Routes = append(plan[1].Routes, netip.PrefixFrom(a, a.BitLen()))
 	}

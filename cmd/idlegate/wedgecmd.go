@@ -63,7 +63,8 @@ container stopped or restarted) ends the wedge, or with --follow is attached aga
 its new namespace. The control socket, ct, policy, pcap, events and metrics are a lab's:
 pass --name to them, and to 'idlegate lab show'.
 
-Exit codes: 2 bad usage, A and B the same namespace; 3 not root, no /dev/net/tun, no
+Exit codes: 2 bad usage, A and B the same namespace, an address given that a side
+lacks; 3 not root, no /dev/net/tun, no
 docker or podman CLI or socket; 4 no such container, namespace or process, a container
 not running, no route from A to B, a wedge already on the pair or the name in use.`,
 		Example: `  sudo idlegate wedge docker:app docker:db --profile aws-nat-gateway --time-scale 0.01
@@ -258,7 +259,7 @@ func wedgeUp(cmd *cobra.Command, args []string, o wedgeOpts) error {
 func wedgeError(err error) error {
 	msg := err.Error()
 	switch {
-	case errors.Is(err, lab.ErrSameNamespace):
+	case errors.Is(err, lab.ErrSameNamespace), errors.Is(err, lab.ErrBadAddress):
 		return usageError{err}
 	case errors.Is(err, lab.ErrNoEngine):
 		return stateError{msg, lab.ErrNotRoot} // the machine lacks what the command needs: exit 3
