@@ -72,9 +72,9 @@ func (s *sideDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		case s.closed:
 			s.mu.Unlock()
 			return 0, os.ErrClosed
-		case s.cur != d:
+		case s.cur != d, s.away:
 			s.mu.Unlock()
-			continue // swapped while this Read failed: read the new one
+			continue // swapped, or taken away (takeAway), while this Read failed
 		case !takenAway(err):
 			s.mu.Unlock()
 			return n, err
@@ -84,6 +84,31 @@ func (s *sideDevice) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		d.Close()
 		s.gone(s.side, err)
 	}
+}
+
+// takeAway is for a side found gone by other means than its reads (the process
+// its namespace was found by ended, while the namespace lingers): the device is
+// closed, which removes its link and routes from the old namespace, gone is
+// called with why, and Read waits for swap. It does nothing if the side is away
+// or closed already.
+func (s *sideDevice) takeAway(why error) {
+	s.mu.Lock()
+	if s.away || s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.away = true
+	d := s.cur
+	s.mu.Unlock()
+	d.Close()
+	s.gone(s.side, why)
+}
+
+// isAway reports whether the side waits for a new device.
+func (s *sideDevice) isAway() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.away || s.closed
 }
 
 func (s *sideDevice) Write(bufs [][]byte, offset int) (int, error) {

@@ -77,6 +77,9 @@ type WedgeOptions struct {
 	Say func(string)
 	// FollowEvery is how often a side that went away is looked for; 0 means 250 ms.
 	FollowEvery time.Duration
+	// WatchEvery is how often each side is checked to be still there
+	// (lab.Wedge.Present); 0 means 250 ms.
+	WatchEvery time.Duration
 }
 
 // wedgeRun is the part of Running that only a wedge has.
@@ -108,6 +111,9 @@ func StartWedge(ctx context.Context, cfg lab.WedgeConfig, pol policy.Policy, opt
 	}
 	if opts.FollowEvery <= 0 {
 		opts.FollowEvery = 250 * time.Millisecond
+	}
+	if opts.WatchEvery <= 0 {
+		opts.WatchEvery = 250 * time.Millisecond
 	}
 	wr := &wedgeRun{opts: opts}
 	switch {
@@ -165,6 +171,7 @@ func StartWedge(ctx context.Context, cfg lab.WedgeConfig, pol policy.Policy, opt
 	}
 	wr.applyLocked()
 	r.launch(ctx, ln)
+	go r.watch()
 	if err := writeState(w.RunDir, wr.state); err != nil {
 		return nil, errors.Join(err, r.Stop())
 	}
@@ -219,8 +226,14 @@ func (r *Running) sideGone(side policy.Side, err error) {
 	wr.gone[i] = true
 	both := wr.gone[0] && wr.gone[1]
 	wr.mu.Unlock()
-	msg := fmt.Sprintf("side %s (%s) is gone: its network namespace went away, and the kernel removed the TUN in it (%s); "+
-		"the container stopped or restarted, or the namespace was deleted", name, s.Target, readError(err))
+	var msg string
+	var v vanished
+	if errors.As(err, &v) {
+		msg = fmt.Sprintf("side %s (%s) is gone: %s", name, s.Target, v.why)
+	} else {
+		msg = fmt.Sprintf("side %s (%s) is gone: its network namespace went away, and the kernel removed the TUN in it (%s); "+
+			"the container stopped or restarted, or the namespace was deleted", name, s.Target, readError(err))
+	}
 	follow := wr.opts.Follow && !both
 	switch {
 	case follow:
@@ -334,4 +347,34 @@ func readError(err error) string {
 		return "its reads fail with EBADFD"
 	}
 	return "reading it: " + err.Error()
+}
+
+// vanished is why watch found a side gone.
+type vanished struct{ why string }
+
+func (v vanished) Error() string { return v.why }
+
+// watch asks, every WatchEvery, whether each side is still where the wedge put
+// it (lab.Wedge.Present), and takes a side away that is not: its namespace may
+// outlive the container for as long as orphaned TCP sockets hold it, and the TUN
+// in it would never fail.
+func (r *Running) watch() {
+	wr := r.wedge
+	t := time.NewTicker(wr.opts.WatchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.done:
+			return
+		case <-t.C:
+		}
+		for i, d := range wr.devs {
+			if d.isAway() {
+				continue
+			}
+			if ok, why := wr.w.Present(i); !ok {
+				d.takeAway(vanished{why})
+			}
+		}
+	}
 }

@@ -41,6 +41,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -118,6 +119,10 @@ type WedgeSide struct {
 	Dev          tun.Device     // the gateway's end of Link
 
 	before routeTable // the main routing table before the wedge
+	// The process the namespace was found by (Path is /proc/PID/ns/net) and when
+	// it started, to tell that it ended: see Present.
+	pid      int
+	pidStart time.Time
 }
 
 // Flow is one TCP connection, by its two endpoints.
@@ -209,6 +214,7 @@ func UpWedge(cfg WedgeConfig) (_ *Wedge, err error) {
 		s.Target = []Target{cfg.A, cfg.B}[i]
 		s.NetnsID, s.Path = ns[i].ID(), nsPath(ns[i])
 		s.Link = tunName(cfg.Name, "ab"[i])
+		s.watchProcess()
 		if s.before, err = readRoutes(ns[i]); err != nil {
 			return nil, err
 		}
@@ -229,6 +235,58 @@ func UpWedge(cfg WedgeConfig) (_ *Wedge, err error) {
 		return nil, fmt.Errorf("list the connections open in %s: %w", cfg.A, err)
 	}
 	return w, nil
+}
+
+// watchProcess notes the process whose namespace file s.Path is, if it is one.
+func (s *WedgeSide) watchProcess() {
+	s.pid, s.pidStart = 0, time.Time{}
+	var pid int
+	if _, err := fmt.Sscanf(s.Path, "/proc/%d/ns/net", &pid); err != nil || s.Path != fmt.Sprintf("/proc/%d/ns/net", pid) {
+		return
+	}
+	if t, err := processStart(pid); err == nil {
+		s.pid, s.pidStart = pid, t
+	}
+}
+
+// Present reports whether side i is still where the wedge put it, the cheap way
+// (a stat, or a look at /proc), and if not, why, in a few words. A container
+// that stops or restarts can leave its old namespace alive for a while (its
+// orphaned TCP sockets hold it until they time out), so the gateway cannot wait
+// for the TUN in it to go: it asks this. A side found by a process (docker,
+// podman, pid, and most ip targets) is gone when that process ended; a side
+// found by a file (netns, path) when the file no longer holds the namespace.
+// An ip: side whose process ended is looked up again by its address.
+func (w *Wedge) Present(i int) (bool, string) {
+	w.mu.Lock()
+	s := w.Sides[i]
+	w.mu.Unlock()
+	if s.pid > 0 {
+		if t, err := processStart(s.pid); err == nil && t.Equal(s.pidStart) && alive(s.pid) {
+			return true, ""
+		}
+		if s.Target.Kind == "ip" {
+			if n, err := s.Target.Open(); err == nil {
+				same := n.ID() == s.NetnsID
+				path := nsPath(n)
+				n.Close()
+				if same {
+					w.mu.Lock()
+					w.Sides[i].Path = path
+					w.Sides[i].watchProcess()
+					w.mu.Unlock()
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("no process of its namespace net:[%d] has %s any more", s.NetnsID, s.Target.Value)
+		}
+		return false, fmt.Sprintf("the process it was found by (pid %d) ended: the container stopped or restarted", s.pid)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(s.Path, &st); err != nil || st.Ino != s.NetnsID {
+		return false, fmt.Sprintf("%s no longer holds its namespace net:[%d] (deleted, or a new one in its place)", s.Path, s.NetnsID)
+	}
+	return true, ""
 }
 
 // nsPath is the file n was opened by.
@@ -824,6 +882,7 @@ func (w *Wedge) Reattach(i int) (tun.Device, error) {
 	s := &w.Sides[i]
 	*s = plan[i]
 	s.Target, s.NetnsID, s.Path, s.Link = old.Target, ns[i].ID(), nsPath(ns[i]), old.Link
+	s.watchProcess()
 	if s.before, err = readRoutes(ns[i]); err != nil {
 		return nil, err
 	}
