@@ -12,6 +12,9 @@ fi
 #   socat           the udp-timeout scenario's push servers and clients
 #   iperf3, nftables  make bench: load generator and the kernel reference router's conntrack rule
 #   iputils-ping    ping, as the README and `lab up` suggest for a first try
+#   docker.io       the wedge's docker test: dockerd and the docker CLI (a private daemon per test)
+#   podman          the wedge's podman test (rootful, offline, a private configuration)
+#   util-linux      unshare and nsenter, for the wedge's pid: test
 want=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || want+=("$2"); }
 need ip iproute2
@@ -24,6 +27,11 @@ need socat socat
 need iperf3 iperf3
 need nft nftables
 need ping iputils-ping
+need dockerd docker.io
+need docker docker.io
+need podman podman
+need unshare util-linux
+need nsenter util-linux
 if [ ${#want[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "deps: missing ${want[*]}; run as root to install them with apt-get" >&2
