@@ -85,7 +85,8 @@ func TestWedgeDocker(t *testing.T) {
 	network := "wnet-" + d.ID()
 	d.Run(t, "network", "create", "--driver", "bridge", "--subnet", "198.18.210.0/24",
 		"-o", "com.docker.network.bridge.name=brw-"+d.ID(), network)
-	names := map[string]string{"a": "a-" + d.ID(), "b": "b-" + d.ID()}
+	// Named as in docs/containers.md (the daemon is the test's own: no clash).
+	names := map[string]string{"a": "app", "b": "db"}
 	for side, port := range map[string]string{"a": "7001", "b": "7000"} {
 		d.Run(t, "run", "-d", "--pull=never", "--name", names[side], "--network", network,
 			"--entrypoint", "/rr", image, "server", "-listen", ":"+port)
@@ -158,7 +159,13 @@ func TestWedgeDocker(t *testing.T) {
 	t.Run("helper container", func(t *testing.T) {
 		// As docs/containers.md runs it: the image as a helper with the host's pids,
 		// the daemon's socket (it has no docker CLI: it asks the API) and the host's
-		// /run/idlegate, so that `idlegate ct list` on the host reaches it.
+		// /run/idlegate, so that `idlegate ct list` on the host reaches it; the
+		// wedge's arguments are the compose example's, word for word.
+		docArgs := "wedge docker:app docker:db --profile aws-nat-gateway --time-scale 0.01 --nat-addr 198.18.210.250"
+		doc, err := os.ReadFile("../../docs/containers.md")
+		if err != nil || !strings.Contains(string(doc), docArgs) {
+			t.Fatalf("docs/containers.md does not show %q (%v): this test runs what it shows", docArgs, err)
+		}
 		name := uniqueName("wd-")
 		cleanupWedge(t, name)
 		sock := strings.TrimPrefix(d.Host, "unix://")
@@ -167,15 +174,17 @@ func TestWedgeDocker(t *testing.T) {
 		// container runtime cannot grant every capability (no CAP_SYS_RESOURCE),
 		// so the test runs the helper with the ones the wedge needs, which the
 		// docs list as the narrower form.
-		d.Run(t, "run", "-d", "--pull=never", "--name", helper, "--pid=host", "--network", "none",
+		run := []string{"run", "-d", "--pull=never", "--name", helper, "--pid=host", "--network", "none",
 			"--cap-add", "NET_ADMIN", "--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE", "--device", "/dev/net/tun",
-			"-v", sock+":/var/run/docker.sock", "-v", "/run/idlegate:/run/idlegate",
-			image, "wedge", ta, tb, "--name", name, "--set", "timeouts.tcp.established=3s", "--set", "orphan=reset")
+			"-v", sock + ":/var/run/docker.sock", "-v", "/run/idlegate:/run/idlegate", image}
+		d.Run(t, append(append(run, strings.Fields(docArgs)...), "--name", name)...)
 		waitFor(t, "the helper's control socket", func() bool {
 			return exists(filepath.Join(lab.RunDir(name, ""), gateway.SocketFile))
 		})
-		if st := wedgeState(t, name); st.Wedge == nil || st.Wedge.Sides[1].Target != tb {
-			t.Fatalf("the helper's state: %+v", st.Wedge)
+		st := wedgeState(t, name)
+		if st.Wedge == nil || st.Wedge.Sides[1].Target != tb || !st.Policy.NAT.Enabled ||
+			!strings.Contains(strings.Join(st.Wedge.Sides[1].Routes, " "), "198.18.210.250/32") {
+			t.Fatalf("the helper's state: %+v, NAT %+v; want NAT to 198.18.210.250, routed from B", st.Wedge, st.Policy.NAT)
 		}
 		idle := dialFrom(t, na, to, false)
 		ka := dialFrom(t, na, to, true)
@@ -184,10 +193,16 @@ func TestWedgeDocker(t *testing.T) {
 				t.Fatalf("echo through the helper's wedge: %v (its log: %s)", err, d.Run(t, "logs", helper))
 			}
 		}
-		if !hasRow(ctRows(t, name), ka.LocalAddr().(*net.TCPAddr)) {
+		rows := ctRows(t, name)
+		if !hasRow(rows, ka.LocalAddr().(*net.TCPAddr)) {
 			t.Errorf("the helper's ct list has no row for the keepalive connection")
 		}
-		time.Sleep(5 * time.Second)
+		for _, r := range rows {
+			if r.Proto == "tcp" && r.Reply.Dst != "198.18.210.250" {
+				t.Errorf("a connection not translated to the --nat-addr: %+v", r)
+			}
+		}
+		time.Sleep(5 * time.Second) // aws-nat-gateway's 350 s at 0.01: 3.5 s
 		if err := echo(idle, "still there?"); !isReset(err) {
 			t.Errorf("the idle connection after 5 s: %v; want ECONNRESET", err)
 		}

@@ -823,3 +823,52 @@ func runEnv(t *testing.T, env []string, args ...string) result {
 
 // isReset reports whether err is the peer's (here: the gateway's) RST.
 func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
+
+// TestWedgeByAddressAndStandby: ip: sides, found by the address on one of their
+// interfaces (a pod by its pod IP), and `wedge standby`, which takes every wedge
+// out when it gets SIGTERM (the DaemonSet of docs/kubernetes.md).
+//
+// Not parallel: standby takes out every wedge of the machine, and the parallel
+// tests of this package wait until the sequential ones are done.
+func TestWedgeByAddressAndStandby(t *testing.T) {
+	needRoot(t)
+	p := newPair(t, 208, false)
+	before := p.a.routes(t) + p.b.routes(t)
+	na, nb := p.a.open(t), p.b.open(t)
+	defer na.Close()
+	defer nb.Close()
+	srv := serveEcho(t, nb, p.b.addr)
+
+	standby := exec.Command(bin, "wedge", "standby")
+	var out strings.Builder
+	standby.Stdout, standby.Stderr = &out, &out
+	if err := standby.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { standby.Process.Kill(); standby.Wait() })
+	name := uniqueName("w-")
+	cleanupWedge(t, name)
+	want(t, 0, "wedge", "ip:"+p.a.addr.String(), "ip:"+p.b.addr.String(), "--name", name, "--detach")
+	st := wedgeState(t, name)
+	if st.Wedge.Sides[0].NetnsID != na.ID() || st.Wedge.Sides[1].NetnsID != nb.ID() {
+		t.Fatalf("ip: sides in net:[%d] and net:[%d]; want net:[%d] and net:[%d]", st.Wedge.Sides[0].NetnsID, st.Wedge.Sides[1].NetnsID, na.ID(), nb.ID())
+	}
+	c := dialFrom(t, na, netip.AddrPortFrom(p.b.addr, srv.port()), false)
+	if err := echo(c, "by address"); err != nil {
+		t.Fatal(err)
+	}
+	if !hasRow(ctRows(t, name), c.LocalAddr().(*net.TCPAddr)) {
+		t.Errorf("the connection did not cross the gateway")
+	}
+	pid := gatewayPID(t, name)
+	standby.Process.Signal(syscall.SIGTERM)
+	if err := standby.Wait(); err != nil {
+		t.Fatalf("wedge standby after SIGTERM: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), fmt.Sprintf("wedge %q is out", name)) || !waitDead(pid, 5*time.Second) {
+		t.Errorf("wedge standby did not take the wedge out:\n%s", out.String())
+	}
+	if got := p.a.routes(t) + p.b.routes(t); got != before {
+		t.Errorf("routes after standby ended:\n%s\nbefore:\n%s", got, before)
+	}
+}

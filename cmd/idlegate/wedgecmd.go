@@ -92,8 +92,38 @@ not running, no route from A to B, a wedge already on the pair or the name in us
 	c.Flags().StringArrayVar(&o.peerA, "peer-a", nil, "A's own address the wedge carries (one IPv4, one IPv6; default: discovered)")
 	c.Flags().StringArrayVar(&o.peerB, "peer-b", nil, "B's own address the wedge carries (one IPv4, one IPv6; default: discovered)")
 	c.Flags().StringArrayVar(&o.nat, "nat-addr", nil, "NAT A's connections to this address, which B routes back through the wedge (one per family)")
-	c.AddCommand(newWedgeDownCmd())
+	c.AddCommand(newWedgeDownCmd(), newWedgeStandbyCmd())
 	return c
+}
+
+func newWedgeStandbyCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "standby",
+		Short: "Wait for SIGTERM, then take out every wedge of this machine",
+		Long: `Do nothing until SIGTERM or Ctrl-C, then take out every wedge whose run directory is in
+/run/idlegate, as 'idlegate wedge down' would. It is the command of a helper container
+that stays up for wedges started in it later (a Kubernetes DaemonSet, docs/kubernetes.md):
+when the helper is stopped, the wedges come out first.`,
+		Example: "  idlegate wedge standby",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := lab.CheckHost(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			fmt.Fprintln(cmd.OutOrStdout(), "idlegate: standing by; SIGTERM takes out every wedge in "+lab.DefaultRunBase)
+			<-ctx.Done()
+			ents, _ := os.ReadDir(lab.DefaultRunBase)
+			var errs []error
+			for _, e := range ents {
+				if e.IsDir() && lab.IsWedge(lab.RunDir(e.Name(), "")) {
+					errs = append(errs, wedgeDown(cmd, e.Name()))
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
 }
 
 func newWedgeDownCmd() *cobra.Command {
