@@ -85,6 +85,7 @@ type WedgeOptions struct {
 // wedgeRun is the part of Running that only a wedge has.
 type wedgeRun struct {
 	w      *lab.Wedge
+	eng    *policy.Engine
 	devs   [2]*sideDevice
 	opts   WedgeOptions
 	pol    policy.Policy
@@ -130,6 +131,7 @@ func StartWedge(ctx context.Context, cfg lab.WedgeConfig, pol policy.Policy, opt
 	if err != nil {
 		return nil, err
 	}
+	wr.eng = eng
 	w, err := lab.UpWedge(cfg)
 	if err != nil {
 		return nil, err
@@ -204,8 +206,10 @@ func (wr *wedgeRun) applyLocked() {
 		}
 	}
 	st.Wedge = ws
-	// The engine routes by ws.Networks once it can (branch router adds
-	// Engine.SetNetworks): wr.engine.SetNetworks(policy.Networks(ws.Networks)).
+	// The engine is to route by ws.Networks (anti-spoofing, no-route, martians)
+	// once it can: branch router adds Engine.SetNetworks, and then this is
+	//	wr.eng.SetNetworks(policy.Networks(ws.Networks))
+	// here, at start and after each re-attach (Networks has its fields).
 }
 
 func strs[T fmt.Stringer](l []T) []string {
