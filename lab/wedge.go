@@ -450,6 +450,11 @@ func discover(ns [2]*Netns, cfg WedgeConfig) ([2]WedgeSide, error) {
 	has := func(i int, a netip.Addr) bool {
 		return slices.ContainsFunc(own[i], func(x ifAddr) bool { return x.addr == a })
 	}
+	for _, a := range cfg.NAT {
+		if has(0, a) || has(1, a) {
+			return plan, badAddressf("--nat-addr %s is an address of %s or %s: give one neither side uses", a, cfg.A, cfg.B)
+		}
+	}
 	given := len(cfg.PeerA) > 0 || len(cfg.PeerB) > 0
 	var lastErr error
 	var pairs []pair
@@ -559,9 +564,6 @@ func discover(ns [2]*Netns, cfg WedgeConfig) ([2]WedgeSide, error) {
 		f := family(a)
 		if _, ok := ofFamily(plan[1].Addrs, f); !ok {
 			return plan, badAddressf("--nat-addr %s: the wedge carries no IPv%d between %s and %s", a, 4+2*f, cfg.A, cfg.B)
-		}
-		if has(0, a) || has(1, a) {
-			return plan, badAddressf("--nat-addr %s is an address of %s or %s: give one neither side uses", a, cfg.A, cfg.B)
 		}
 		plan[1].Routes = append(plan[1].Routes, netip.PrefixFrom(a, a.BitLen()))
 	}

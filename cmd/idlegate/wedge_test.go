@@ -462,7 +462,13 @@ func TestWedgeOpenBefore(t *testing.T) {
 	if stats.Reasons["pickup"] == 0 || stats.Verdicts["reset"] != 0 {
 		t.Errorf("stats: reasons %v verdicts %v; want a pickup and no reset", stats.Reasons, stats.Verdicts)
 	}
-	want(t, 0, "wedge", "down", "--name", name)
+	// A wedge is a lab whose sides already exist: lab show and lab down work on it.
+	if r := want(t, 0, "lab", "show", "--name", name); !strings.Contains(r.stdout, "is up between "+p.a.target()) {
+		t.Errorf("lab show on a wedge:\n%s", r.stdout)
+	}
+	if r := want(t, 0, "lab", "down", "--name", name); !strings.Contains(r.stdout, "routing tables as before") {
+		t.Errorf("lab down on a wedge said %q", r.stdout)
+	}
 	if err := echo(early, "after the wedge"); err != nil {
 		t.Errorf("the connection opened before the wedge, after it: %v", err)
 	}
@@ -481,7 +487,8 @@ func TestWedgePID(t *testing.T) {
 	defer nb.Close()
 	srv := serveEcho(t, nb, p.b.addr)
 	before := p.a.routes(t)
-	want(t, 0, "wedge", p.a.target(), p.b.target(), "--name", name, "--detach")
+	pcap := filepath.Join(t.TempDir(), "wedge.pcapng")
+	want(t, 0, "wedge", p.a.target(), p.b.target(), "--name", name, "--pcap", pcap, "--detach")
 	st := wedgeState(t, name)
 	if got := st.Wedge.Sides[0]; got.NetnsID != na.ID() || got.Target != p.a.target() {
 		t.Errorf("side A is %s net:[%d]; want %s, the namespace of pid %d, net:[%d]", got.Target, got.NetnsID, p.a.target(), p.a.pid, na.ID())
@@ -496,6 +503,10 @@ func TestWedgePID(t *testing.T) {
 	want(t, 0, "wedge", "down", "--name", name)
 	if got := p.a.routes(t); got != before {
 		t.Errorf("pid %d's routes after wedge down:\n%s\nbefore:\n%s", p.a.pid, got, before)
+	}
+	// --pcap records what crossed, as a lab's does: the echo's packets at least.
+	if b, err := os.ReadFile(pcap); err != nil || len(b) < 512 || string(b[:4]) != "\x0a\x0d\x0d\x0a" {
+		t.Errorf("the wedge's pcapng: %d bytes, %v; want a pcapng with the echo in it", len(b), err)
 	}
 }
 
@@ -748,6 +759,7 @@ func TestWedgeErrors(t *testing.T) {
 		{"no route", nil, []string{island.target(), p.b.target()}, 4, "no route"},
 		{"wedged pair", nil, []string{p.b.target(), p.a.target()}, 4, fmt.Sprintf("wedge %q is already between", held)},
 		{"bad target", nil, []string{"container-a", p.b.target()}, 2, "is not a namespace"},
+		{"NAT address of A", nil, []string{island.target(), p.b.target(), "--peer-a", "198.18.207.2", "--peer-b", p.b.addr.String(), "--nat-addr", p.b.addr.String()}, 2, "is an address of"},
 		{"peer not on B", nil, []string{island.target(), p.b.target(), "--peer-b", "10.96.0.1"}, 2, "has no such address"},
 		{"name in use", nil, []string{island.target(), p.b.target(), "--name", held}, 4, "already"},
 	} {
@@ -782,9 +794,18 @@ func TestWedgeErrors(t *testing.T) {
 		if err := os.WriteFile(exe, b, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command(exe, "wedge", p.a.target(), p.b.target(), "--name", uniqueName("w-"))
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-		out, err := cmd.CombinedOutput()
+		var out []byte
+		for try := 0; ; try++ {
+			cmd := exec.Command(exe, "wedge", p.a.target(), p.b.target(), "--name", uniqueName("w-"))
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			out, err = cmd.CombinedOutput()
+			// A child forked meanwhile by a parallel test can hold the new file
+			// open for writing until it execs: ETXTBSY, for a moment.
+			if !errors.Is(err, syscall.ETXTBSY) || try == 20 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != 3 || !strings.Contains(string(out), "root") {
 			t.Errorf("wedge as nobody: %v, %q; want exit 3 saying it needs root", err, out)
