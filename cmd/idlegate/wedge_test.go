@@ -475,11 +475,15 @@ func TestWedgeOpenBefore(t *testing.T) {
 }
 
 // TestWedgePID is check 3: a pid: side, a process started in a network
-// namespace of its own (unshare -n), resolved to that namespace.
+// namespace of its own (unshare -n), resolved to that namespace. On the way: each
+// TUN gets the MTU of its side's path (A's eth0 is 1400 here), --peer-b with
+// only an IPv4 address carries only IPv4, a NAT profile without --nat-addr runs
+// with NAT off and says so, and --pcap records.
 func TestWedgePID(t *testing.T) {
 	needRoot(t)
 	t.Parallel()
 	p := newPair(t, 203, true)
+	p.a.ip(t, "link", "set", "eth0", "mtu", "1400")
 	name := uniqueName("w-")
 	cleanupWedge(t, name)
 	na, nb := p.a.open(t), p.b.open(t)
@@ -488,10 +492,23 @@ func TestWedgePID(t *testing.T) {
 	srv := serveEcho(t, nb, p.b.addr)
 	before := p.a.routes(t)
 	pcap := filepath.Join(t.TempDir(), "wedge.pcapng")
-	want(t, 0, "wedge", p.a.target(), p.b.target(), "--name", name, "--pcap", pcap, "--detach")
+	r := want(t, 0, "wedge", p.a.target(), p.b.target(), "--name", name, "--pcap", pcap, "--detach",
+		"--peer-b", p.b.addr.String(), "--profile", "aws-nat-gateway")
+	if !strings.Contains(r.stdout, "no --nat-addr was given: NAT is off") {
+		t.Errorf("a NAT profile without --nat-addr: the output does not say NAT is off:\n%s", r.stdout)
+	}
 	st := wedgeState(t, name)
 	if got := st.Wedge.Sides[0]; got.NetnsID != na.ID() || got.Target != p.a.target() {
 		t.Errorf("side A is %s net:[%d]; want %s, the namespace of pid %d, net:[%d]", got.Target, got.NetnsID, p.a.target(), p.a.pid, na.ID())
+	}
+	if a, b := st.Wedge.Sides[0], st.Wedge.Sides[1]; a.MTU != 1400 || b.MTU != 1500 {
+		t.Errorf("TUN MTUs %d and %d; want 1400 (A's eth0) and 1500 (B's)", a.MTU, b.MTU)
+	}
+	if got := strings.Join(st.Wedge.Sides[0].Routes, " "); got != p.b.addr.String()+"/32" {
+		t.Errorf("A's routes through the wedge: %s; want only B's IPv4 /32 (--peer-b named IPv4 only)", got)
+	}
+	if st.Policy.NAT.Enabled {
+		t.Errorf("the policy in force has NAT on without --nat-addr")
 	}
 	c := dialFrom(t, na, netip.AddrPortFrom(p.b.addr, srv.port()), false)
 	if err := echo(c, "pid"); err != nil {
@@ -812,7 +829,42 @@ func TestWedgeErrors(t *testing.T) {
 		}
 	})
 
+	// The pair is free again for the last two.
 	want(t, 0, "wedge", "down", "--name", held)
+
+	t.Run("error after the TUNs are in", func(t *testing.T) {
+		// The pcap file exists: the gateway refuses it after the wedge is in, and
+		// takes the wedge out again.
+		pcap := filepath.Join(t.TempDir(), "x.pcapng")
+		os.WriteFile(pcap, []byte("keep"), 0o600)
+		r := idlegate(t, "wedge", p.a.target(), p.b.target(), "--name", uniqueName("w-"), "--pcap", pcap)
+		if r.code != 2 || !strings.Contains(r.stderr, "--force") {
+			t.Errorf("wedge with an existing --pcap file: %v; want exit 2 naming --force", r)
+		}
+		if got := p.a.routes(t) + p.b.routes(t); got != beforeA+beforeB {
+			t.Errorf("routes after the refused pcap:\n%s\nbefore:\n%s", got, beforeA+beforeB)
+		}
+	})
+
+	t.Run("ctrl-c", func(t *testing.T) {
+		name := uniqueName("w-")
+		cleanupWedge(t, name)
+		fg := exec.Command(bin, "wedge", p.a.target(), p.b.target(), "--name", name)
+		var out strings.Builder
+		fg.Stdout, fg.Stderr = &out, &out
+		if err := fg.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the wedge's control socket", func() bool { return exists(filepath.Join(lab.RunDir(name, ""), gateway.SocketFile)) })
+		fg.Process.Signal(os.Interrupt)
+		if err := fg.Wait(); err != nil || !strings.Contains(out.String(), "routing tables as before") {
+			t.Errorf("wedge after Ctrl-C: %v:\n%s", err, out.String())
+		}
+		if got := p.a.routes(t) + p.b.routes(t); got != beforeA+beforeB {
+			t.Errorf("routes after Ctrl-C:\n%s\nbefore:\n%s", got, beforeA+beforeB)
+		}
+	})
+
 	if got := p.a.routes(t) + p.b.routes(t); got != beforeA+beforeB {
 		t.Errorf("routes after the refused wedges and wedge down:\n%s\nbefore:\n%s", got, beforeA+beforeB)
 	}
