@@ -640,7 +640,7 @@ func processesRunning(prog string, args ...string) []int {
 // never help with 0; a group without a subcommand prints its help.
 func TestCLIUnknownCommands(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"bogus"}, {"ct", "lsit"}, {"lab", "start"}, {"pcap", "begin"}, {"policy", "get"}, {"scenario", "play"}} {
+	for _, args := range [][]string{{"bogus"}, {"ct", "lsit"}, {"lab", "start"}, {"pcap", "begin"}, {"policy", "get"}, {"scenario", "play"}, {"wedge", "dwon"}} {
 		r := want(t, 2, args...)
 		oneLine(t, r, fmt.Sprintf("unknown command %q", args[len(args)-1]))
 		if r.stdout != "" {
@@ -648,6 +648,7 @@ func TestCLIUnknownCommands(t *testing.T) {
 		}
 	}
 	oneLine(t, want(t, 2, "ct", "lsit"), `did you mean "list"?`)
+	oneLine(t, want(t, 2, "wedge", "dwon"), `did you mean "down"?`)
 	if r := want(t, 0, "ct"); !strings.Contains(r.stdout, "Available Commands") {
 		t.Errorf("idlegate ct: %q, want its help", r.stdout)
 	}
