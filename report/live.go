@@ -61,9 +61,9 @@ func FromLive(s LiveSnapshot) *Report {
 			}
 			v.Sequence.Arrows = append(v.Sequence.Arrows, a)
 		case "NEW":
-			v.Sequence.Notes = append(v.Sequence.Notes, Note{At: off(ev.Time), On: Gateway, Text: "NEW " + tupleText(ev.Orig)})
+			v.Sequence.Notes = append(v.Sequence.Notes, Note{At: off(ev.Time), On: Gateway, Text: "NEW " + ev.Proto + " " + tupleText(ev.Orig)})
 		case "DESTROY":
-			text := "DESTROY " + tupleText(ev.Orig) + " " + ev.Reason
+			text := "DESTROY " + ev.Proto + " " + tupleText(ev.Orig) + " " + ev.Reason
 			if ev.Timeout > 0 {
 				text += fmt.Sprintf(": idle %s, timeout %s", fmtDur(secs(ev.Idle)), fmtDur(secs(ev.Timeout)))
 			}
