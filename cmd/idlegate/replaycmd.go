@@ -60,7 +60,7 @@ gets a synthetic handshake. No root needed.`,
 	c.Flags().StringSliceVar(&o.inside, "inside", nil, "inside (client-side) networks, `CIDRS` comma-separated")
 	c.Flags().StringVar(&o.write, "write", "", "write what would have crossed plus injected RSTs to `FILE` (.pcapng: with verdict comments; else pcap); one profile only")
 	c.Flags().BoolVar(&o.all, "all", false, "list every flow, even in a large capture")
-	c.Flags().StringVar(&o.html, "html", "", "also write a self-contained HTML report: flows x profiles, and per profile the sequence diagram, idle timers and table")
+	c.Flags().StringVar(&o.html, "html", "", "also write a self-contained HTML report to `FILE`: flows x profiles, and per profile the sequence diagram, idle timers and table")
 	outputFlag(c, &o.out)
 	scaleFlag(c, &o.scale)
 	return c

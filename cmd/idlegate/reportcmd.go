@@ -82,12 +82,12 @@ The same pictures come with scenario run NAME --html FILE and replay CAP --profi
 			return reportLive(cmd.Context(), cmd.OutOrStdout(), o)
 		},
 	}
-	c.Flags().StringVar(&o.name, "name", "", "a running lab to draw instead of a capture")
-	c.Flags().StringVar(&o.html, "html", "", "write the report to this file (- for stdout)")
-	c.Flags().StringVar(&o.profile, "profile", "", "the gateway's policy started from this built-in profile (capture)")
-	c.Flags().StringVar(&o.config, "config", "", "the gateway's policy file (capture)")
-	c.Flags().StringArrayVar(&o.sets, "set", nil, "KEY=VALUE of the gateway's policy, repeatable (capture)")
-	c.Flags().DurationVar(&o.watch, "watch", 3*time.Second, "with --name: how long to collect events before drawing")
+	c.Flags().StringVar(&o.name, "name", "", "a running lab `NAME` to draw instead of a capture")
+	c.Flags().StringVar(&o.html, "html", "", "write the report to this `FILE` (- for stdout)")
+	c.Flags().StringVar(&o.profile, "profile", "", "the gateway's policy started from the built-in profile `NAME` (capture)")
+	c.Flags().StringVar(&o.config, "config", "", "the gateway's policy `FILE` (capture)")
+	c.Flags().StringArrayVar(&o.sets, "set", nil, "`KEY=VALUE` of the gateway's policy, repeatable (capture)")
+	c.Flags().DurationVar(&o.watch, "watch", 3*time.Second, "with --name: how long to collect events before drawing, a `DURATION`")
 	scaleFlag(c, &o.scale)
 	return c
 }

@@ -139,7 +139,7 @@ flag, 3 if the machine cannot run a lab.`,
 	c.Flags().IntVar(&o.parallel, "parallel", 1, "how `MANY` scenarios run at once")
 	c.Flags().StringVar(&o.pcap, "pcap", "", "record what crosses the gateway to a new `FILE` (with several scenarios, FILE gets each name inserted)")
 	c.Flags().BoolVar(&o.force, "force", false, "with --pcap: overwrite the file if it exists")
-	c.Flags().StringVar(&o.html, "html", "", "write a self-contained HTML report of the run: sequence diagram, idle timers, table (with several scenarios, FILE gets each name inserted)")
+	c.Flags().StringVar(&o.html, "html", "", "write a self-contained HTML report of the run to `FILE`: sequence diagram, idle timers, table (with several scenarios, FILE gets each name inserted)")
 	outputFlag(c, &o.output)
 	return c
 }
