@@ -24,10 +24,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -446,7 +448,7 @@ func TestWedgeOpenBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r := want(t, 0, "wedge", p.a.target(), p.b.target(), "--name", name, "--set", "orphan=reset", "--detach")
+	r := want(t, 0, "wedge", p.a.target(), p.b.target(), "--name", name, "--set", "orphan=reset", "--time-scale", "2", "--metrics", "127.0.0.1:0", "--detach")
 	if !strings.Contains(r.stdout, "open before the wedge: 1 TCP connection(s), picked up mid-stream") {
 		t.Errorf("wedge output does not say it picks up the open connection:\n%s", r.stdout)
 	}
@@ -466,6 +468,47 @@ func TestWedgeOpenBefore(t *testing.T) {
 	// A wedge is a lab whose sides already exist: lab show and lab down work on it.
 	if r := want(t, 0, "lab", "show", "--name", name); !strings.Contains(r.stdout, "is up between "+p.a.target()) {
 		t.Errorf("lab show on a wedge:\n%s", r.stdout)
+	}
+	// lab list lists it as a wedge, with its sides and its time scale.
+	list := want(t, 0, "lab", "list").stdout
+	var line string
+	for _, l := range strings.Split(list, "\n") {
+		if strings.HasPrefix(l, name+" ") {
+			line = l
+		}
+	}
+	if f := strings.Fields(line); len(f) != 7 || f[1] != "wedge" || f[3] != "running" || f[5] != "2" {
+		t.Errorf("lab list line %q: want name, kind wedge, pid, running, -, 2, uptime\n%s", line, list)
+	}
+	if sides := fmt.Sprintf("wedge %s: %s (A, inside) <-> %s (B, outside)", name, p.a.target(), p.b.target()); !strings.Contains(list, sides) {
+		t.Errorf("lab list does not say %q:\n%s", sides, list)
+	}
+	// lab show -o json: the kind, the scale, what the engine routes by, the metrics.
+	var st struct {
+		control.Lab
+		Alive bool `json:"alive"`
+	}
+	if err := json.Unmarshal([]byte(want(t, 0, "lab", "show", "--name", name, "-o", "json").stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Kind != control.KindWedge || !st.Alive || st.Scale() != 2 || st.Wedge == nil ||
+		!slices.Contains(st.Wedge.Networks.Inside, p.a.addr.String()+"/32") || !slices.Contains(st.Wedge.Networks.Outside, p.b.addr.String()+"/32") {
+		t.Errorf("lab show -o json of a wedge: %+v, wedge %+v", st.Lab, st.Wedge)
+	}
+	if st.Metrics == "" {
+		t.Errorf("lab show -o json of a wedge with --metrics has no metrics address")
+	} else if resp, err := http.Get("http://" + st.Metrics + "/metrics"); err != nil {
+		t.Errorf("GET /metrics of the wedge: %v", err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(b), "idlegate_build_info") {
+			t.Errorf("GET /metrics of the wedge: %d, no idlegate_build_info", resp.StatusCode)
+		}
+	}
+	// policy set on a scaled wedge takes real units, as on a scaled lab.
+	if r := want(t, 0, "policy", "set", "--name", name, "timeouts.udp=10s"); !strings.Contains(r.stdout, "timeouts.udp=20s (real 10s)") {
+		t.Errorf("policy set on a scaled wedge: %q, want both values", r.stdout)
 	}
 	if r := want(t, 0, "lab", "down", "--name", name); !strings.Contains(r.stdout, "routing tables as before") {
 		t.Errorf("lab down on a wedge said %q", r.stdout)
