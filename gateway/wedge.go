@@ -125,16 +125,6 @@ func StartWedge(ctx context.Context, cfg lab.WedgeConfig, pol policy.Policy, opt
 		return fail(err)
 	}
 	sock := filepath.Join(w.RunDir, SocketFile)
-	ln, err := listenControl(sock)
-	if err != nil {
-		return fail(err)
-	}
-	if opts.Pcap != "" {
-		if _, err := gw.SetPcap(opts.Pcap, opts.PcapForce, opts.PcapFilter); err != nil {
-			ln.Close()
-			return fail(err)
-		}
-	}
 	st := control.Lab{
 		Kind: KindWedge, Name: w.Name, PID: os.Getpid(), RunDir: w.RunDir, Socket: sock,
 		PolicyFile: opts.PolicyFile, Started: gw.Started(), Device: w.Device, NAT: []string{},
@@ -150,8 +140,22 @@ func StartWedge(ctx context.Context, cfg lab.WedgeConfig, pol policy.Policy, opt
 		st.NAT = append(st.NAT, a.String())
 	}
 	if err := wr.apply(&st); err != nil {
-		ln.Close()
 		return fail(err)
+	}
+	// The state file goes first: whoever sees the control socket (a helper
+	// container's caller waits for it) can read the wedge's description.
+	if err := writeState(w.RunDir, st); err != nil {
+		return fail(err)
+	}
+	ln, err := listenControl(sock)
+	if err != nil {
+		return fail(err)
+	}
+	if opts.Pcap != "" {
+		if _, err := gw.SetPcap(opts.Pcap, opts.PcapForce, opts.PcapFilter); err != nil {
+			ln.Close()
+			return fail(err)
+		}
 	}
 	gw.setLab(st)
 	r := &Running{Gateway: gw, Engine: eng, Socket: sock, Metrics: st.Metrics, Wedge: w, wedge: wr, down: w.Down}
@@ -160,9 +164,6 @@ func StartWedge(ctx context.Context, cfg lab.WedgeConfig, pol policy.Policy, opt
 	}
 	r.launch(ctx, ln, mln)
 	go r.watch()
-	if err := writeState(w.RunDir, st); err != nil {
-		return nil, errors.Join(err, r.Stop())
-	}
 	return r, nil
 }
 
