@@ -20,6 +20,9 @@ fi
 #   prometheus      promtool, with which a gateway test checks /metrics (`promtool check metrics`)
 #   chromium        headless, for the report package's real-browser test (it loads the
 #                   HTML reports offline and checks their DOM and a screenshot)
+#   docker.io       the wedge's docker test: dockerd and the docker CLI (a private daemon per test)
+#   podman          the wedge's podman test (rootful, offline, a private configuration)
+#   util-linux      unshare and nsenter, for the wedge's pid: test
 want=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || want+=("$2"); }
 need ip iproute2
@@ -50,6 +53,11 @@ else
 fi
 need promtool prometheus
 need chromium chromium
+need dockerd docker.io
+need docker docker.io
+need podman podman
+need unshare util-linux
+need nsenter util-linux
 if [ ${#want[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "deps: missing ${want[*]}; run as root to install them with apt-get" >&2

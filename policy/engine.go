@@ -49,6 +49,9 @@ type Engine struct {
 	// nets are the networks on each side (SetNetworks), compiled into routes.
 	nets   Networks
 	routes routes
+	// adopt holds the TCP flows open before the gateway was put in their path,
+	// until each is picked up (adopt.go).
+	adopt map[conntrack.Key]struct{}
 
 	// gone collects the entries the table destroyed during the current call; see
 	// destroy.go. rst and rstBufs hold the RSTs of reset_on_expire for one of them.
