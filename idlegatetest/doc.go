@@ -110,6 +110,22 @@
 // namespace names (ClientNamespace, ServerNamespace). Several labs run side by side,
 // in one test binary or many: every lab's name is unique.
 //
+// # Between your own namespaces and containers: Wedge
+//
+// When the code under test already runs somewhere (two containers started by
+// testcontainers or docker compose, two namespaces the test made), Wedge puts the
+// same gateway between them instead of building a lab, and takes it out when the
+// test ends, leaving both sides' links, addresses and routes as they were:
+//
+//	w := idlegatetest.Wedge(t, "docker:app", "docker:db",
+//		idlegatetest.Profile("azure-lb"), idlegatetest.TimeScale(0.02))
+//	w.Expire(control.Filter{DPort: 5432}) // the box forgets the pool's connections
+//
+// Sides are written as `idlegate wedge` takes them (netns:NAME, pid:PID, path:FILE,
+// docker:NAME, podman:NAME, ip:ADDR). Connections open before the wedge are
+// adopted; Dial and InClient run in the first side, Listen and InServer in the
+// second, and the gateway's methods work as on a lab. A NAT profile needs NATAddr.
+//
 // # Stability
 //
 // This package is API: its exported names keep their meaning across releases, and

@@ -29,6 +29,13 @@ type Lab struct {
 	client, server *lab.Netns
 	rec            recorder
 
+	// Fixed at start: the name, each side's namespace (as ClientNamespace says)
+	// and addresses, IPv4 and IPv6 (zero if the side has none), client first.
+	name  string
+	ns    [2]string
+	addr4 [2]netip.Addr
+	addr6 [2]netip.Addr
+
 	mu      sync.Mutex // guards real, profile, scale, closers, closed
 	real    policy.Policy
 	profile string
@@ -92,25 +99,48 @@ func hostMessage(err error) string {
 // caller must Close it. Its error says what went wrong in one sentence; it matches
 // lab.ErrNotRoot or tun.ErrNoTUN when the machine cannot run a lab at all.
 func Start(opts ...Option) (*Lab, error) {
+	if c, err := collect(opts); err != nil {
+		return nil, err
+	} else if len(c.nat) > 0 {
+		return nil, errors.New("idlegatetest: NATAddr is for a wedge: a lab translates to its own address, 198.19.0.1, with Set(\"nat.enabled\", \"true\")")
+	}
 	real, profile, scale, err := build(opts)
 	if err != nil {
 		return nil, err
 	}
 	run, err := startGateway(real, profile, scale)
 	if err != nil {
-		if errors.Is(err, lab.ErrNotRoot) || errors.Is(err, tun.ErrNoTUN) {
-			return nil, hostError{hostMessage(err), err}
-		}
-		return nil, fmt.Errorf("idlegatetest: start a lab: %w", err)
+		return nil, startError("start a lab", err)
 	}
-	l := &Lab{run: run, real: real, profile: profile, scale: scale, stopRec: make(chan struct{}), recDone: make(chan struct{})}
-	if l.client, err = lab.OpenNetns(run.Lab.Client.Namespace); err == nil {
-		l.server, err = lab.OpenNetns(run.Lab.Server.Namespace)
+	l := &Lab{run: run, name: run.Lab.Name}
+	for i, s := range []lab.Side{run.Lab.Client, run.Lab.Server} {
+		l.ns[i], l.addr4[i], l.addr6[i] = s.Namespace, s.Addr4, s.Addr6
+	}
+	return l.begin(real, profile, scale, run.Lab.Client.Namespace, run.Lab.Server.Namespace, lab.OpenNetns)
+}
+
+// startError is the error of a gateway that did not start: the host's sentence
+// when the machine cannot run one at all.
+func startError(what string, err error) error {
+	if errors.Is(err, lab.ErrNotRoot) || errors.Is(err, tun.ErrNoTUN) {
+		return hostError{hostMessage(err), err}
+	}
+	return fmt.Errorf("idlegatetest: %s: %w", what, err)
+}
+
+// begin opens l's two namespaces by open(client) and open(server) and starts the
+// event recorder; on error it takes l down again.
+func (l *Lab) begin(real policy.Policy, profile string, scale float64, client, server string, open func(string) (*lab.Netns, error)) (*Lab, error) {
+	l.real, l.profile, l.scale = real, profile, scale
+	l.stopRec, l.recDone = make(chan struct{}), make(chan struct{})
+	var err error
+	if l.client, err = open(client); err == nil {
+		l.server, err = open(server)
 	}
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("idlegatetest: %w", err), l.Close())
 	}
-	l.rec.sub = run.Engine.Subscribe(recorderBuffer)
+	l.rec.sub = l.run.Engine.Subscribe(recorderBuffer)
 	go l.rec.run(l.stopRec, l.recDone)
 	return l, nil
 }
@@ -174,28 +204,34 @@ func (l *Lab) Close() error {
 // NAME-client and NAME-server, and the control API's socket is
 // /run/idlegate/NAME/control.sock, for `idlegate ct list --name NAME` and any
 // program that speaks the control API.
-func (l *Lab) Name() string { return l.run.Lab.Name }
+func (l *Lab) Name() string { return l.name }
 
 // ClientNamespace and ServerNamespace name the lab's network namespaces, as
-// `ip netns exec NAME ...` takes them, to run real programs in the lab.
-func (l *Lab) ClientNamespace() string { return l.run.Lab.Client.Namespace }
+// `ip netns exec NAME ...` takes them, to run real programs in the lab. A wedge's
+// side given as netns:NAME is NAME too; any other side (docker:, pid:, path:, ip:)
+// is its namespace file, /proc/PID/ns/net or a bind mount, as `nsenter --net=FILE`
+// takes it.
+func (l *Lab) ClientNamespace() string { return l.ns[0] }
 
 // ServerNamespace names the server's network namespace (see ClientNamespace).
-func (l *Lab) ServerNamespace() string { return l.run.Lab.Server.Namespace }
+func (l *Lab) ServerNamespace() string { return l.ns[1] }
 
 // ServerAddr is the server's IPv4 address, 198.19.0.2; ServerAddr6 its IPv6
-// address, fd00:19::2. Servers in the server namespace listen on them.
-func (l *Lab) ServerAddr() netip.Addr { return l.run.Lab.Server.Addr4 }
+// address, fd00:19::2. Servers in the server namespace listen on them. On a
+// wedge they are B's addresses the wedge carries, and the zero Addr for a family
+// it does not.
+func (l *Lab) ServerAddr() netip.Addr { return l.addr4[1] }
 
 // ServerAddr6 is the server's IPv6 address (see ServerAddr).
-func (l *Lab) ServerAddr6() netip.Addr { return l.run.Lab.Server.Addr6 }
+func (l *Lab) ServerAddr6() netip.Addr { return l.addr6[1] }
 
 // ClientAddr is the client's IPv4 address, 198.18.0.2; with NAT on, the server
-// sees connections come from 198.19.0.1 instead.
-func (l *Lab) ClientAddr() netip.Addr { return l.run.Lab.Client.Addr4 }
+// sees connections come from 198.19.0.1 instead. On a wedge it is A's address,
+// and with NATAddr the server sees that one.
+func (l *Lab) ClientAddr() netip.Addr { return l.addr4[0] }
 
-// ClientAddr6 is the client's IPv6 address, fd00:18::2.
-func (l *Lab) ClientAddr6() netip.Addr { return l.run.Lab.Client.Addr6 }
+// ClientAddr6 is the client's IPv6 address, fd00:18::2 (see ClientAddr).
+func (l *Lab) ClientAddr6() netip.Addr { return l.addr6[0] }
 
 // InClient runs fn on an OS thread in the client namespace and returns its error.
 // Sockets fn creates stay in the client namespace for their whole life and may be
@@ -375,8 +411,8 @@ func (l *Lab) SetPolicy(sets ...Option) error {
 	if err != nil {
 		return err
 	}
-	if c.base != nil || c.scale != 0 {
-		return fmt.Errorf("idlegatetest: SetPolicy takes Set options only: the profile, base policy and time scale are fixed when the lab starts; start another lab for another box")
+	if c.base != nil || c.scale != 0 || len(c.nat) > 0 {
+		return fmt.Errorf("idlegatetest: SetPolicy takes Set options only: the profile, base policy, time scale and NAT address are fixed when the lab starts; start another lab for another box")
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -3,6 +3,7 @@ package idlegatetest
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/idlegate/idlegate/policy"
 )
@@ -21,6 +22,7 @@ type config struct {
 	baseBy  string // the option that gave base, for the error about two bases
 	sets    [][2]string
 	scale   float64 // 0: not given
+	nat     []netip.Addr
 }
 
 // Profile starts from the built-in middlebox profile name, such as
@@ -72,6 +74,26 @@ func TimeScale(f float64) Option {
 			return err
 		}
 		c.scale = f
+		return nil
+	}
+}
+
+// NATAddr is, for a wedge (Wedge, StartWedge), an address the gateway translates
+// connections from A to, one per IP family, as `idlegate wedge --nat-addr` takes it:
+// an address neither side uses, which the wedge routes back to itself on B. A policy
+// that translates (nat.enabled, as the NAT profiles do) needs one on a wedge; one
+// without NATAddr is refused. A lab has its own NAT address and refuses NATAddr.
+func NATAddr(a netip.Addr) Option {
+	return func(c *config) error {
+		if !a.IsValid() {
+			return errors.New("NATAddr: the address is not valid: give one such as netip.MustParseAddr(\"198.19.0.9\")")
+		}
+		for _, o := range c.nat {
+			if o.Is4() == a.Is4() {
+				return fmt.Errorf("NATAddr(%s) and NATAddr(%s): one NAT address per IP family", o, a)
+			}
+		}
+		c.nat = append(c.nat, a.Unmap())
 		return nil
 	}
 }
