@@ -17,7 +17,15 @@ type Config struct {
 	Refresh Refresh
 	// Timeouts are the idle timeouts; every one must be positive.
 	Timeouts Timeouts
+	// MaxRetrans is how many repeats of a TCP segment make an entry take the
+	// max_retrans timeout (Linux nf_conntrack_tcp_max_retrans); 0 means
+	// DefaultMaxRetrans.
+	MaxRetrans int
 }
+
+// DefaultMaxRetrans is Linux's nf_conntrack_tcp_max_retrans default, 3
+// (nf_conntrack_proto_tcp.c, tcp_max_retrans).
+const DefaultMaxRetrans = 3
 
 // Packet is what the table needs of one packet; the caller fills it from
 // a decoded header and owns it.
@@ -30,6 +38,11 @@ type Packet struct {
 	Seq, Ack   uint32
 	Window     uint16 // as on the wire, unscaled
 	PayloadLen int    // bytes of TCP payload (RefreshData counts only segments with payload)
+	// HasWScale and WScale are the window scale option of a SYN or SYN-ACK
+	// (RFC 7323 2.2: the shift count, of which Linux's tcp_options keeps at
+	// most 14); the table reads them only on segments with SYN set.
+	HasWScale bool
+	WScale    uint8
 }
 
 // Ref is a handle on an entry, valid until the entry is destroyed (then Get
@@ -48,6 +61,9 @@ type Result struct {
 	Dir             Dir
 	OldState, State TCPState
 	Assured         bool
+	// Replied: a packet was seen in the reply direction (Linux
+	// IPS_SEEN_REPLY; conntrack -L shows [UNREPLIED] until then).
+	Replied bool
 	// Keepalive: the packet is a TCP keepalive probe: ACK only, 0 or 1 byte
 	// of payload, seq = (highest seq+len sent in its direction) - 1, with
 	// everything before it acknowledged.
@@ -56,8 +72,9 @@ type Result struct {
 	KeepaliveAck bool
 	// Refreshed: the packet restarted the idle timer (see Refresh).
 	Refreshed bool
-	// Updated: the packet changed the entry's TCP state or made it assured,
-	// what conntrack -E reports as an UPDATE (Status Hit only).
+	// Updated: the packet changed the entry's TCP state, made it assured or
+	// was its first reply, what conntrack -E reports as an UPDATE (Status Hit
+	// only).
 	Updated     bool
 	Orig, Reply Key
 }
@@ -67,8 +84,12 @@ type Entry struct {
 	Orig, Reply Key // Reply differs from Orig.Reply() under NAT
 	Proto       uint8
 	State       TCPState // TCPNone for protocols other than TCP
-	// Assured: both directions seen (TCP: the handshake completed).
+	// Assured: Linux's IPS_ASSURED, what early drop spares: a TCP handshake
+	// completed (or a picked-up flow answered), a UDP flow still active 2 s
+	// after its creation with replies; never ICMP.
 	Assured bool
+	// Replied: a packet was seen in the reply direction (IPS_SEEN_REPLY).
+	Replied bool
 	Created time.Time
 	// LastRefresh is when the idle timer last restarted (exact); the entry
 	// expires at LastRefresh + Timeout.
@@ -76,7 +97,9 @@ type Entry struct {
 	// LastSeen is when the last packet of the entry was counted, whether
 	// or not it restarted the timer; millisecond resolution.
 	LastSeen time.Time
-	// Timeout is the idle timeout of the current state.
+	// Timeout is the idle timeout in force: the current state's, or for TCP
+	// the one its last refresh chose (CLOSE's after an RST, unacknowledged,
+	// max_retrans).
 	Timeout time.Duration
 	// Per Dir.
 	Packets, Bytes [2]uint64
@@ -87,6 +110,12 @@ type Entry struct {
 	Window           [2]uint16
 	SeqKnown         [2]bool
 	AckKnown         [2]bool
+	// WindowScale is the window scale shift in force per Dir (0 unless both
+	// SYNs carried the option); Unacked says the direction has data in
+	// flight; Retrans counts repeats of the last segment (Linux retrans).
+	WindowScale [2]uint8
+	Unacked     [2]bool
+	Retrans     int
 	// OrigInside: the packet that created the entry arrived from the inside
 	// (Packet.Inside), so the original sender lives on the inside.
 	OrigInside bool
@@ -171,6 +200,12 @@ func New(cfg Config) (*Table, error) {
 	if err := cfg.Timeouts.Validate(); err != nil {
 		return nil, err
 	}
+	if err := validMaxRetrans(cfg.MaxRetrans); err != nil {
+		return nil, err
+	}
+	if cfg.MaxRetrans == 0 {
+		cfg.MaxRetrans = DefaultMaxRetrans
+	}
 	t := &Table{cfg: cfg}
 	t.slab.init()
 	t.index.init()
@@ -182,6 +217,13 @@ func New(cfg Config) (*Table, error) {
 func validOnFull(o OnFull) error {
 	if int(o) >= len(onFullNames) {
 		return fmt.Errorf("conntrack: invalid on-full policy %d", o)
+	}
+	return nil
+}
+
+func validMaxRetrans(n int) error {
+	if n < 0 || n > 255 {
+		return fmt.Errorf("conntrack: max_retrans %d out of range: it must be between 1 and 255 (0 for the default %d)", n, DefaultMaxRetrans)
 	}
 	return nil
 }
@@ -250,16 +292,22 @@ func (t *Table) liveLocked(k *Key, ns int64, gone *[]Destroyed) (uint32, Dir, bo
 func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Destroyed) Result {
 	r := t.slab.at(i)
 	res := Result{Status: Hit, Ref: t.ref(i), Dir: dir, OldState: r.state}
-	oldFlags := r.flags
+	oldFlags, oldFlags2, oldClass := r.flags, r.flags2, r.class()
 	wasDroppable := droppable(r)
 	ignore := false // accepted without restarting the timer
+	class := oldClass
 	if r.proto == ProtoTCP {
-		switch t.tcpLocked(r, dir, p, &res) {
+		act, c, shrink := t.tcpLocked(r, dir, p, &res)
+		switch act {
 		case tcpInvalid:
 			t.stats.Invalid++
+			if shrink {
+				t.shrinkLocked(i, r, ns)
+			}
 			res.Status = Invalid
 			res.State = r.state
 			res.Assured = r.flags&rfAssured != 0
+			res.Replied = r.flags2&rf2Replied != 0
 			res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
 			return res
 		case tcpIgnore:
@@ -267,12 +315,29 @@ func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Dest
 		case tcpReopen:
 			t.destroyLocked(i, r, ReasonClosed, ns, gone)
 			return Result{Status: Miss}
+		case tcpKill:
+			r.packets[dir]++
+			if p.Len > 0 {
+				r.bytes[dir] += uint64(p.Len)
+			}
+			r.refreshed, r.seenMs = ns, 0
+			r.setClass(c)
+			res.State = r.state
+			res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
+			t.destroyLocked(i, r, ReasonClosed, ns, gone)
+			return res
 		}
+		class = c
 		if res.Keepalive {
 			t.stats.KeepaliveProbes++
 		}
-	} else if dir == Reply {
-		r.flags |= rfAssured
+	} else {
+		t.otherLocked(r, ns)
+	}
+	if dir == Reply {
+		// Linux's nf_conntrack_in sets IPS_SEEN_REPLY after the protocol's
+		// handler: the first reply itself is judged as unreplied.
+		r.flags2 |= rf2Replied
 	}
 
 	r.packets[dir]++
@@ -281,13 +346,15 @@ func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Dest
 	}
 	changed := r.state != res.OldState || (r.flags^oldFlags)&rfAssured != 0
 	refresh := changed || !ignore && t.refreshesLocked(r.proto, p, &res)
-	// A refresh moves the deadline earlier only after SetTimeLeft pushed the
-	// timer past now: then, as for a state change, the wheel must know.
+	// A refresh moves the deadline earlier after SetTimeLeft pushed the timer
+	// past now, or when it takes a shorter timeout class: then, as for a state
+	// change, the wheel must know.
 	retime := changed
 	if refresh {
-		retime = retime || r.refreshed > ns
+		retime = retime || r.refreshed > ns || class != oldClass
 		r.refreshed = ns
 		r.seenMs = 0
+		r.setClass(class)
 	} else {
 		r.seenMs = sinceMs(ns, r.refreshed)
 	}
@@ -299,12 +366,46 @@ func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Dest
 	if retime {
 		t.retimeLocked(i, r)
 	}
-	res.Updated = changed
+	res.Updated = changed || (r.flags2^oldFlags2)&rf2Replied != 0
 	res.State = r.state
 	res.Assured = r.flags&rfAssured != 0
+	res.Replied = r.flags2&rf2Replied != 0
 	res.Refreshed = refresh
 	res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
 	return res
+}
+
+// udpStreamAfter is how long after its creation a replied UDP flow must still be
+// active to become a stream: Linux's nf_conntrack_udp_packet sets stream_ts to
+// creation + 2 s and gives the stream timeout (and ASSURED) only to a packet
+// after it.
+const udpStreamAfter = int64(2 * time.Second)
+
+// otherLocked is the state machine of a protocol other than TCP, before the
+// packet's replied mark: a UDP flow that has seen a reply and is still active
+// more than 2 s after its creation becomes assured and takes the stream timeout
+// (udp_timeout_stream); a request answered once keeps the unreplied timeout.
+// ICMP and other protocols are never assured (nf_conntrack_icmp_packet and
+// generic_packet only refresh).
+func (t *Table) otherLocked(r *record, ns int64) {
+	if r.proto == ProtoUDP && r.flags&rfAssured == 0 && r.flags2&rf2Replied != 0 && ns-r.created > udpStreamAfter {
+		r.flags |= rfAssured
+	}
+}
+
+// shrinkLocked gives an assured entry that met an out-of-window RST after its
+// peer's FIN or RST the unacknowledged timeout from now, if it has at least
+// 120 s left and more than that (Linux nf_tcp_handle_invalid).
+func (t *Table) shrinkLocked(i uint32, r *record, ns int64) {
+	left := t.deadlineLocked(r) - ns
+	if left < int64(120*time.Second) || left <= int64(t.cfg.Timeouts.TCPUnacknowledged) {
+		return
+	}
+	seen := r.refreshed + int64(r.seenMs)*int64(time.Millisecond)
+	r.refreshed = ns
+	r.seenMs = sinceMs(seen, ns)
+	r.setClass(classUnack)
+	t.retimeLocked(i, r)
 }
 
 // refreshesLocked applies the refresh rule to a packet that did not change
@@ -363,16 +464,9 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool, gone *[
 		t.stats.Clash++
 		return Result{Status: Clash}
 	}
-	state := TCPNone
-	if p.Key.Proto == ProtoTCP {
-		if !CanOpen(p.TCPFlags, pickup) {
-			t.stats.Invalid++
-			return Result{Status: Invalid}
-		}
-		state = TCPEstablished // a pickup
-		if segmentClass(p.TCPFlags) == segSYN {
-			state = TCPSynSent
-		}
+	if p.Key.Proto == ProtoTCP && !CanOpen(p.TCPFlags, pickup) {
+		t.stats.Invalid++
+		return Result{Status: Invalid}
 	}
 	if t.slab.live >= t.cfg.Capacity && !t.makeRoomLocked(ns, gone) {
 		t.stats.Full++
@@ -384,9 +478,14 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool, gone *[
 	k := p.Key
 	r.src, r.dst, r.sport, r.dport, r.proto = k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto
 	r.created, r.refreshed = ns, ns
-	r.state = state
-	if state != TCPNone {
-		t.tcpInitLocked(r, p)
+	res := Result{Status: Created, Ref: t.ref(i), Dir: Original, OldState: TCPNone, Refreshed: true, Orig: k, Reply: reply}
+	if k.Proto == ProtoTCP {
+		// tcp_new, then the segment through the state machine as any other:
+		// from NONE a SYN leads to SYN_SENT, a picked-up segment to ESTABLISHED.
+		tcpNewLocked(r, p, pickup)
+		_, c, _ := t.tcpLocked(r, Original, p, &res)
+		r.setClass(c)
+		res.Keepalive, res.KeepaliveAck = false, false
 	}
 	if p.Inside {
 		r.flags2 |= rf2OrigInside
@@ -406,10 +505,8 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool, gone *[
 	t.lru.add(i, droppable(r))
 	t.fileLocked(i, r)
 	t.stats.Created++
-	return Result{
-		Status: Created, Ref: t.ref(i), Dir: Original, OldState: TCPNone, State: state,
-		Refreshed: true, Orig: k, Reply: reply,
-	}
+	res.State = r.state
+	return res
 }
 
 // makeRoomLocked frees one slot in a full table: an expired entry if there
@@ -460,6 +557,7 @@ func (t *Table) entryLocked(i uint32, r *record) Entry {
 		Proto:       r.proto,
 		State:       r.state,
 		Assured:     r.flags&rfAssured != 0,
+		Replied:     r.flags2&rf2Replied != 0,
 		Created:     t.timeAt(r.created),
 		LastRefresh: t.timeAt(r.refreshed),
 		LastSeen:    t.timeAt(r.refreshed + int64(r.seenMs)*int64(time.Millisecond)),
@@ -469,11 +567,14 @@ func (t *Table) entryLocked(i uint32, r *record) Entry {
 		NextSeq:     r.nextSeq,
 		LastAck:     r.lastAck,
 		Window:      r.window,
+		Retrans:     int(r.retrans),
 	}
 	e.OrigInside = r.flags2&rf2OrigInside != 0
 	for d := Original; d <= Reply; d++ {
 		e.SeqKnown[d] = r.flags&seqKnownBit(d) != 0
 		e.AckKnown[d] = r.flags&ackKnownBit(d) != 0
+		e.WindowScale[d] = r.scaleOf(d)
+		e.Unacked[d] = r.flags3&unackedBit(d) != 0
 	}
 	return e
 }
