@@ -72,7 +72,7 @@ const (
 	ReasonNew                        // it opened a new connection
 	ReasonPickup                     // it opened a connection mid-stream (orphan: pickup)
 	ReasonRelated                    // an ICMP error about a live connection
-	ReasonInvalid                    // a live connection's packet the state machine finds invalid (forwarded, as Linux does without an INVALID rule)
+	ReasonInvalid                    // what Linux's conntrack calls invalid: forwarded untracked under invalid: accept, else dropped
 	ReasonUntracked                  // a protocol the table does not track, forwarded as is
 	ReasonOrphan                     // no live connection, and it may not open one
 	ReasonTableFull                  // the table is full and on_full refused the new connection
@@ -84,15 +84,16 @@ const (
 	ReasonMalformed                  // not a valid IP packet
 	ReasonFragment                   // a later fragment of a datagram whose first fragment was not forwarded
 	ReasonNotForwarded               // multicast, link-local or unspecified: never crosses a router
+	ReasonTTLExceeded                // its TTL / Hop Limit ran out: ICMP time exceeded sent back (decrement_ttl)
 
 	// NumReasons is the number of reasons, the length of Stats.Reasons.
-	NumReasons = 16
+	NumReasons = 17
 )
 
 var reasonNames = [NumReasons]string{
 	"tracked", "new", "pickup", "related", "invalid", "untracked", "orphan", "table-full",
 	"source-limit", "nat-no-mapping", "nat-filtered", "nat-no-address", "nat-no-ports",
-	"malformed", "fragment", "not-forwarded",
+	"malformed", "fragment", "not-forwarded", "ttl-exceeded",
 }
 
 func (r Reason) String() string { return enumName(reasonNames[:], int(r)) }
