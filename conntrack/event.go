@@ -36,7 +36,7 @@ type Event struct {
 	Proto           uint8
 	OldState, State TCPState // UPDATE: before and after; others: current
 	Assured         bool
-	Replied         bool // a reply was seen; conntrack -E prints [UNREPLIED] until then
+	Replied         bool   // a reply was seen; conntrack -E prints [UNREPLIED] until then
 	Reason          Reason // DESTROY only
 	// Idle is how long the idle timer had run (now - last refresh) and
 	// Timeout the idle timeout of the state at the time: for a DESTROY

@@ -224,8 +224,9 @@ const (
 	// room (EvictLRU or EarlyDrop).
 	ReasonEvicted
 	// ReasonClosed: the TCP flow ended through its own teardown, TIME_WAIT
-	// or CLOSE (after a FIN exchange or an RST) reaching its timeout, or a
-	// new SYN on the tuple.
+	// or CLOSE (after a FIN exchange or an RST) reaching its timeout, a new
+	// SYN on the tuple, or an RST before any reply (Linux deletes such an
+	// entry at once).
 	ReasonClosed
 	// ReasonFlushed: every entry was destroyed at once (a middlebox reboot).
 	ReasonFlushed

@@ -791,6 +791,21 @@ func (t *Table) SetRefresh(r Refresh) error {
 	return nil
 }
 
+// SetMaxRetrans replaces Config.MaxRetrans (0 means DefaultMaxRetrans) for the
+// segments that follow.
+func (t *Table) SetMaxRetrans(n int) error {
+	if err := validMaxRetrans(n); err != nil {
+		return err
+	}
+	if n == 0 {
+		n = DefaultMaxRetrans
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cfg.MaxRetrans = n
+	return nil
+}
+
 // SetOnFull replaces the table-full policy.
 func (t *Table) SetOnFull(o OnFull) error {
 	if err := validOnFull(o); err != nil {

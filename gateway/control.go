@@ -36,6 +36,7 @@ type Conn struct {
 	Proto       string    `json:"proto"`
 	State       string    `json:"state"`
 	Assured     bool      `json:"assured"`
+	Replied     bool      `json:"replied"`
 	TimeoutLeft float64   `json:"timeout_left_s"`
 	Timeout     float64   `json:"timeout_s"`
 	Orig        Tuple     `json:"orig"`
@@ -63,6 +64,7 @@ func connOf(e conntrack.EntryInfo, now time.Time) Conn {
 	c := Conn{
 		Proto:       conntrack.ProtoName(e.Orig.Proto),
 		Assured:     e.Assured,
+		Replied:     e.Replied,
 		TimeoutLeft: e.TimeLeft.Seconds(),
 		Timeout:     e.Timeout.Seconds(),
 		Orig:        tupleOf(e.Orig),
@@ -75,6 +77,8 @@ func connOf(e conntrack.EntryInfo, now time.Time) Conn {
 		c.State = e.State.String()
 	} else if e.Assured {
 		c.State = "ASSURED"
+	} else if e.Replied {
+		c.State = "REPLIED" // answered, not (yet) a stream: Linux shows neither flag
 	} else {
 		c.State = "UNREPLIED"
 	}
