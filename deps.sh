@@ -12,6 +12,7 @@ fi
 #   socat           the udp-timeout scenario's push servers and clients
 #   iperf3, nftables  make bench: load generator and the kernel reference router's conntrack rule
 #   iputils-ping    ping, as the README and `lab up` suggest for a first try
+#   conntrack       conntrack -E / -D in the kernel router of the differential test (fidelity/)
 want=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || want+=("$2"); }
 need ip iproute2
@@ -24,6 +25,7 @@ need socat socat
 need iperf3 iperf3
 need nft nftables
 need ping iputils-ping
+need conntrack conntrack
 if [ ${#want[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "deps: missing ${want[*]}; run as root to install them with apt-get" >&2
