@@ -280,7 +280,7 @@ func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
 			}
 			if pc != nil {
 				pc.Write(side, now, orig, pcapComment(res.Verdict, res.Reason, dir, false))
-				if res.Verdict == policy.Forward && string(orig) != string(res.Packet) {
+				if res.Verdict == policy.Forward && res.Translated {
 					pc.Write(1-side, now, res.Packet, "translated")
 				}
 			}

@@ -16,8 +16,9 @@ import (
 // Pcap writes what crosses the gateway to a pcapng file readable by tcpdump, tshark and
 // gopacket. It has two interfaces, 0 "inside" and 1 "outside", with raw IP link type.
 // Every packet read is recorded on the interface it arrived on with a comment
-// "<verdict> <reason> <direction>"; a forwarded packet the engine rewrote (NAT) is
-// recorded again on the interface it leaves by with the comment "translated"; a packet
+// "<verdict> <reason> <direction>"; a forwarded packet the engine translated (NAT; the
+// TTL decrement of every forwarded packet does not count) is recorded again on the
+// interface it leaves by with the comment "translated"; a packet
 // the gateway originates is recorded on the interface it leaves by with the comment
 // "injected <verdict-or-event>". Safe for concurrent use.
 type Pcap struct {

@@ -279,8 +279,8 @@ func TestFidelityTTL(t *testing.T) {
 	t.Run("decremented", func(t *testing.T) {
 		r := newRig(t, nil)
 		res := r.send(seg(t, cli, srv, "S", 1000, 0, 64240, 7, 64, ""), Outbound, Forward, ReasonNew)
-		if ttl := res.Packet[8]; ttl != 63 {
-			t.Fatalf("TTL %d after the hop, want 63", ttl)
+		if ttl := res.Packet[8]; ttl != 63 || res.Translated {
+			t.Fatalf("TTL %d after the hop (want 63), translated %v (want false: no NAT)", ttl, res.Translated)
 		}
 		c6, s6 := ap(client6, 40000), ap(server6, 80)
 		res = r.send(seg(t, c6, s6, "S", 1000, 0, 64240, 7, 64, ""), Outbound, Forward, ReasonNew)
@@ -324,6 +324,15 @@ func TestFidelityTTL(t *testing.T) {
 		r.send(seg(t, cli, srv, "PA", 1003, 5001, 65000, -1, 1, "x"), Outbound, Drop, ReasonTTLExceeded)
 		r.advance(4 * time.Second)
 		r.send(tcp(t, srv, cli, "A", 5001, 1004, ""), Inbound, Forward, ReasonTracked)
+	})
+	t.Run("NAT still says translated", func(t *testing.T) {
+		r := newRig(t, func(p *Policy) {
+			p.NAT = NAT{Enabled: true, Outside: []netip.Addr{out4}, Ports: PortRange{20000, 20100}}
+		})
+		res := r.send(seg(t, cli, srv, "S", 1000, 0, 64240, 7, 64, ""), Outbound, Forward, ReasonNew)
+		if ttl := res.Packet[8]; ttl != 63 || !res.Translated {
+			t.Fatalf("TTL %d, translated %v", ttl, res.Translated)
+		}
 	})
 	t.Run("off", func(t *testing.T) {
 		r := newRig(t, func(p *Policy) { p.Set("decrement_ttl", "false") })

@@ -35,7 +35,7 @@ func (e *Engine) trackLocked(pkt []byte, p *packet.Info, dir Dir, now time.Time,
 			e.timeExceededLocked(pkt, p, dir, res)
 			return
 		}
-		if !e.translate(pkt, p, &r) {
+		if !e.translate(pkt, p, &r, res) {
 			res.Verdict, res.Reason = Drop, ReasonNATNoAddress
 			return
 		}
@@ -150,7 +150,7 @@ func (e *Engine) newLocked(pkt []byte, p *packet.Info, dir Dir, now time.Time, r
 		e.perSource[src]++
 		e.counted[r.Orig] = src
 	}
-	if !e.translate(pkt, p, &r) {
+	if !e.translate(pkt, p, &r, res) {
 		res.Verdict, res.Reason = Drop, ReasonNATNoAddress
 		return
 	}
@@ -213,7 +213,7 @@ func (e *Engine) inboundNATLocked(pkt []byte, p *packet.Info, now time.Time, res
 		return
 	}
 	e.nat.addRef(m, p.Src)
-	if !e.translate(pkt, p, &r) {
+	if !e.translate(pkt, p, &r, res) {
 		res.Verdict, res.Reason = Drop, ReasonNATNoAddress
 		return
 	}

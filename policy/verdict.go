@@ -118,8 +118,10 @@ type Result struct {
 	Verdict Verdict
 	Reason  Reason
 	// Packet is the packet to forward when Verdict is Forward: the input slice,
-	// rewritten in place under NAT.
+	// rewritten in place under NAT, its TTL decremented (decrement_ttl).
 	Packet []byte
+	// Translated: NAT rewrote Packet's addresses or ports (the TTL decrement aside).
+	Translated bool
 	// Inject are packets to write, in order.
 	Inject []Injected
 	// Conn is the connection table's outcome (zero for untracked packets).
@@ -132,7 +134,7 @@ type Result struct {
 }
 
 func (r *Result) reset() {
-	r.Verdict, r.Reason, r.Packet = Drop, ReasonMalformed, nil
+	r.Verdict, r.Reason, r.Packet, r.Translated = Drop, ReasonMalformed, nil, false
 	r.Inject = r.injects[:0]
 	r.Conn = conntrack.Result{}
 }
