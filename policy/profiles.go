@@ -466,8 +466,12 @@ type Value struct {
 // defaultSource is what `profiles show` says of a value a profile does not set.
 func defaultSource(key string) string {
 	switch {
-	case strings.HasPrefix(key, "timeouts."), key == "capacity", key == "on_full":
+	case strings.HasPrefix(key, "timeouts."), key == "capacity", key == "on_full", key == "tcp_max_retrans":
 		return "not stated for this box: Linux default (nf_conntrack-sysctl.rst)"
+	case key == "invalid":
+		return "not stated for this box: idlegate default, a firewall's `ct state invalid drop`"
+	case key == "decrement_ttl":
+		return "not stated for this box: idlegate default, a router hop (RFC 1812 5.3.1)"
 	case key == "nat.mapping":
 		return "not stated for this box: idlegate default, endpoint-independent (RFC 4787 REQ-1)"
 	case key == "nat.filtering":
