@@ -34,15 +34,15 @@ type Packet struct {
 	Len    int  // bytes counted
 	Inside bool // arrived from the inside (RefreshInside counts only these)
 	// TCP only.
-	TCPFlags   uint8 // the flags byte: FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10
-	Seq, Ack   uint32
-	Window     uint16 // as on the wire, unscaled
-	PayloadLen int    // bytes of TCP payload (RefreshData counts only segments with payload)
+	TCPFlags uint8 // the flags byte: FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10
+	Seq, Ack uint32
+	Window   uint16 // as on the wire, unscaled
 	// HasWScale and WScale are the window scale option of a SYN or SYN-ACK
 	// (RFC 7323 2.2: the shift count, of which Linux's tcp_options keeps at
 	// most 14); the table reads them only on segments with SYN set.
-	HasWScale bool
-	WScale    uint8
+	HasWScale  bool
+	WScale     uint8
+	PayloadLen int // bytes of TCP payload (RefreshData counts only segments with payload)
 }
 
 // Ref is a handle on an entry, valid until the entry is destroyed (then Get
@@ -56,14 +56,14 @@ func (r Ref) IsZero() bool { return r.gen == 0 }
 
 // Result is what Track or Create did with one packet.
 type Result struct {
-	Status          Status
+	Status Status
+	// Replied: a packet was seen in the reply direction (Linux
+	// IPS_SEEN_REPLY; conntrack -L shows [UNREPLIED] until then).
+	Replied         bool
 	Ref             Ref // the entry (Hit, Created, Invalid)
 	Dir             Dir
 	OldState, State TCPState
 	Assured         bool
-	// Replied: a packet was seen in the reply direction (Linux
-	// IPS_SEEN_REPLY; conntrack -L shows [UNREPLIED] until then).
-	Replied bool
 	// Keepalive: the packet is a TCP keepalive probe: ACK only, 0 or 1 byte
 	// of payload, seq = (highest seq+len sent in its direction) - 1, with
 	// everything before it acknowledged.
@@ -289,29 +289,22 @@ func (t *Table) liveLocked(k *Key, ns int64, gone *[]Destroyed) (uint32, Dir, bo
 	return i, dir, true
 }
 
-func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Destroyed) Result {
+func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Destroyed) (res Result) {
 	r := t.slab.at(i)
-	res := Result{Status: Hit, Ref: t.ref(i), Dir: dir, OldState: r.state}
+	old := r.state
 	oldFlags, oldFlags2, oldClass := r.flags, r.flags2, r.class()
 	wasDroppable := droppable(r)
-	ignore := false // accepted without restarting the timer
-	class := oldClass
+	var v tcpVerdict // the zero value: accepted, the state's timeout
 	if r.proto == ProtoTCP {
-		act, c, shrink := t.tcpLocked(r, dir, p, &res)
-		switch act {
+		v = t.tcpLocked(r, dir, p)
+		switch v.act() {
 		case tcpInvalid:
 			t.stats.Invalid++
-			if shrink {
+			if v.shrink() {
 				t.shrinkLocked(i, r, ns)
 			}
-			res.Status = Invalid
-			res.State = r.state
-			res.Assured = r.flags&rfAssured != 0
-			res.Replied = r.flags2&rf2Replied != 0
-			res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
+			t.resultLocked(&res, i, r, Invalid, dir, old, v, false, false)
 			return res
-		case tcpIgnore:
-			ignore = true
 		case tcpReopen:
 			t.destroyLocked(i, r, ReasonClosed, ns, gone)
 			return Result{Status: Miss}
@@ -321,20 +314,19 @@ func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Dest
 				r.bytes[dir] += uint64(p.Len)
 			}
 			r.refreshed, r.seenMs = ns, 0
-			r.setClass(c)
-			res.State = r.state
-			res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
+			r.setClass(v.class())
+			t.resultLocked(&res, i, r, Hit, dir, old, v, false, false)
 			t.destroyLocked(i, r, ReasonClosed, ns, gone)
 			return res
 		}
-		class = c
-		if res.Keepalive {
+		if v.keepalive() {
 			t.stats.KeepaliveProbes++
 		}
 	} else {
 		t.otherLocked(r, ns)
+		v = v.withClass(oldClass)
 	}
-	if dir == Reply {
+	if dir == Reply && r.flags2&rf2Replied == 0 {
 		// Linux's nf_conntrack_in sets IPS_SEEN_REPLY after the protocol's
 		// handler: the first reply itself is judged as unreplied.
 		r.flags2 |= rf2Replied
@@ -344,17 +336,20 @@ func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Dest
 	if p.Len > 0 {
 		r.bytes[dir] += uint64(p.Len)
 	}
-	changed := r.state != res.OldState || (r.flags^oldFlags)&rfAssured != 0
-	refresh := changed || !ignore && t.refreshesLocked(r.proto, p, &res)
+	changed := r.state != old || (r.flags^oldFlags)&rfAssured != 0
+	refresh := changed || v.act() != tcpIgnore && t.refreshesLocked(r.proto, p, v.keepalive(), v.keepaliveAck())
 	// A refresh moves the deadline earlier after SetTimeLeft pushed the timer
 	// past now, or when it takes a shorter timeout class: then, as for a state
 	// change, the wheel must know.
 	retime := changed
 	if refresh {
-		retime = retime || r.refreshed > ns || class != oldClass
+		retime = retime || r.refreshed > ns
 		r.refreshed = ns
 		r.seenMs = 0
-		r.setClass(class)
+		if v.class() != oldClass {
+			r.setClass(v.class())
+			retime = true
+		}
 	} else {
 		r.seenMs = sinceMs(ns, r.refreshed)
 	}
@@ -366,13 +361,18 @@ func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Dest
 	if retime {
 		t.retimeLocked(i, r)
 	}
-	res.Updated = changed || (r.flags2^oldFlags2)&rf2Replied != 0
-	res.State = r.state
-	res.Assured = r.flags&rfAssured != 0
-	res.Replied = r.flags2&rf2Replied != 0
-	res.Refreshed = refresh
-	res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
+	updated := changed || (r.flags2^oldFlags2)&rf2Replied != 0
+	t.resultLocked(&res, i, r, Hit, dir, old, v, refresh, updated)
 	return res
+}
+
+// resultLocked fills res, the caller's return value, with the Result of a packet
+// of entry i (record r) from dir that found it in state old.
+func (t *Table) resultLocked(res *Result, i uint32, r *record, st Status, dir Dir, old TCPState, v tcpVerdict, refreshed, updated bool) {
+	res.Status, res.Replied, res.Ref, res.Dir = st, r.flags2&rf2Replied != 0, t.ref(i), dir
+	res.OldState, res.State, res.Assured = old, r.state, r.flags&rfAssured != 0
+	res.Keepalive, res.KeepaliveAck, res.Refreshed, res.Updated = v.keepalive(), v.keepaliveAck(), refreshed, updated
+	res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
 }
 
 // udpStreamAfter is how long after its creation a replied UDP flow must still be
@@ -409,15 +409,15 @@ func (t *Table) shrinkLocked(i uint32, r *record, ns int64) {
 }
 
 // refreshesLocked applies the refresh rule to a packet that did not change
-// the entry's state.
-func (t *Table) refreshesLocked(proto uint8, p *Packet, res *Result) bool {
+// the entry's state; keepalive and keepaliveAck say what the packet is.
+func (t *Table) refreshesLocked(proto uint8, p *Packet, keepalive, keepaliveAck bool) bool {
 	switch t.cfg.Refresh {
 	case RefreshInside:
 		return p.Inside
 	case RefreshData:
-		return proto != ProtoTCP || p.PayloadLen > 0 && !res.Keepalive
+		return proto != ProtoTCP || p.PayloadLen > 0 && !keepalive
 	case RefreshNoKeepalive:
-		return !res.Keepalive && !res.KeepaliveAck
+		return !keepalive && !keepaliveAck
 	}
 	return true
 }
@@ -483,9 +483,7 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool, gone *[
 		// tcp_new, then the segment through the state machine as any other:
 		// from NONE a SYN leads to SYN_SENT, a picked-up segment to ESTABLISHED.
 		tcpNewLocked(r, p, pickup)
-		_, c, _ := t.tcpLocked(r, Original, p, &res)
-		r.setClass(c)
-		res.Keepalive, res.KeepaliveAck = false, false
+		r.setClass(t.tcpLocked(r, Original, p).class())
 	}
 	if p.Inside {
 		r.flags2 |= rf2OrigInside

@@ -32,7 +32,7 @@ const maxWScale = 14
 
 // validFlags is Linux's tcp_valid_flags: the combinations of FIN, SYN, RST,
 // ACK and URG a segment may carry (PSH, ECE and CWR are always allowed).
-var validFlags = func() (v [0x40]bool) {
+var validFlags = func() (v [256]bool) { // 256: the index needs no bounds check
 	for _, f := range []uint8{
 		flagSYN, flagSYN | flagURG, flagSYN | flagACK,
 		flagRST, flagRST | flagACK,
@@ -115,16 +115,110 @@ func tcpInitSender(r *record, d Dir, p *Packet, end uint32) {
 	}
 }
 
+// tcpVerdict is what tcpLocked made of a segment, packed in a byte (a struct
+// of five fields made the hot path measurably slower): the action; for
+// tcpAccept and tcpKill the timeout class its refresh takes; for tcpInvalid
+// whether nf_tcp_handle_invalid shortens the timeout (shrink); whether the
+// segment is a keepalive probe or the answer to one. The zero value is
+// tcpAccept with the state's timeout.
+type tcpVerdict uint8
+
+const (
+	tvActMask    = 7 // bits 0-2: the tcpAction
+	tvClassShift = 3 // bits 3-4: the timeoutClass
+	tvShrink     = 1 << 5
+	tvKeepalive  = 1 << 6
+	tvKeepAck    = 1 << 7
+)
+
+func verdict(a tcpAction) tcpVerdict { return tcpVerdict(a) }
+
+func (v tcpVerdict) act() tcpAction      { return tcpAction(v & tvActMask) }
+func (v tcpVerdict) class() timeoutClass { return timeoutClass(v>>tvClassShift) & 3 }
+func (v tcpVerdict) shrink() bool        { return v&tvShrink != 0 }
+func (v tcpVerdict) keepalive() bool     { return v&tvKeepalive != 0 }
+func (v tcpVerdict) keepaliveAck() bool  { return v&tvKeepAck != 0 }
+func (v tcpVerdict) withAct(a tcpAction) tcpVerdict {
+	return v&^tvActMask | tcpVerdict(a)
+}
+func (v tcpVerdict) withClass(c timeoutClass) tcpVerdict {
+	return v&^(3<<tvClassShift) | tcpVerdict(c)<<tvClassShift
+}
+
 // tcpLocked runs one segment from dir through r's state machine, as Linux's
-// nf_conntrack_tcp_packet does, and says what became of it and, for
-// tcpAccept, which timeout its refresh takes. It sets res.Keepalive and
-// res.KeepaliveAck. On tcpInvalid the entry's state is as it was, except that
-// shrink asks the caller to apply nf_tcp_handle_invalid's shorter timeout.
-// The caller marks the entry replied (IPS_SEEN_REPLY) after the call, as
-// Linux's nf_conntrack_in does after the protocol's handler.
-func (t *Table) tcpLocked(r *record, dir Dir, p *Packet, res *Result) (act tcpAction, c timeoutClass, shrink bool) {
+// nf_conntrack_tcp_packet does. On tcpInvalid the entry's state is as it was
+// (but see shrink). The caller marks the entry replied (IPS_SEEN_REPLY) after
+// the call, as Linux's nf_conntrack_in does after the protocol's handler.
+//
+// A segment of the ACK class (data, a bare ACK, a keepalive) on an assured
+// ESTABLISHED entry whose sender is known, nearly every packet, takes
+// tcpEstablishedLocked, which does what tcpSlowLocked would do for it and no
+// more; a test runs both on the same traffic.
+func (t *Table) tcpLocked(r *record, dir Dir, p *Packet) tcpVerdict {
+	if r.state == TCPEstablished && p.TCPFlags&^(flagPSH|flagECE|flagCWR) == flagACK && fastPath &&
+		r.flags&(rfAssured|seqKnownBit(dir)) == rfAssured|seqKnownBit(dir) && r.flags2&rf2Replied != 0 {
+		return t.tcpEstablishedLocked(r, dir, p)
+	}
+	return t.tcpSlowLocked(r, dir, p)
+}
+
+// fastPath lets a test turn tcpEstablishedLocked off to compare it with the
+// general path.
+var fastPath = true
+
+// tcpEstablishedLocked is tcpSlowLocked for an ACK-class segment (ACK set; no
+// SYN, FIN, RST or URG) on an assured ESTABLISHED entry whose sender is known:
+// no transition, no window check (only RSTs are checked), only the
+// bookkeeping of an in-window segment.
+func (t *Table) tcpEstablishedLocked(r *record, dir Dir, p *Packet) tcpVerdict {
+	var v tcpVerdict
+	probe := isProbe(r, dir, p)
+	if probe {
+		v |= tvKeepalive
+	} else if isProbeAnswer(r, dir, p) {
+		v |= tvKeepAck
+	}
+	// tcpAdvance for a segment with ACK and without SYN or FIN, spelled out so
+	// that the common path pays for no call and no test it knows the answer to.
+	rcv := 1 - dir
+	if end := p.Seq + uint32(p.PayloadLen); after(end, r.nextSeq[dir]) {
+		r.nextSeq[dir] = end
+		r.flags3 |= unackedBit(dir)
+	}
+	if r.flags&ackKnownBit(dir) == 0 || after(p.Ack, r.lastAck[dir]) {
+		r.lastAck[dir] = p.Ack
+		r.flags |= ackKnownBit(dir)
+	}
+	if p.Ack == r.nextSeq[rcv] && r.flags3&unackedBit(rcv) != 0 {
+		r.flags3 &^= unackedBit(rcv)
+	}
+	r.window[dir] = p.Window
+	if r.flags2&synWinBit(dir) != 0 {
+		r.flags2 &^= synWinBit(dir)
+	}
+	if end := p.Seq + uint32(p.PayloadLen); r.lastDir() == dir && r.lastSeq == p.Seq && r.lastAckSeen == p.Ack &&
+		r.lastEnd == end && r.lastWin == p.Window {
+		if r.retrans < 255 {
+			r.retrans++
+		}
+	} else {
+		r.lastSeq, r.lastAckSeen, r.lastEnd, r.lastWin = p.Seq, p.Ack, end, p.Window
+		r.retrans = 0
+	}
+	r.setLast(dir, segACK)
+	if probe {
+		r.flags |= probeBit(dir)
+	} else {
+		r.flags &^= probeBit(dir)
+	}
+	r.flags &^= probeBit(1 - dir)
+	return v.withClass(t.tcpTimeoutLocked(r, TCPEstablished, segACK))
+}
+
+// tcpSlowLocked is tcpLocked for every segment.
+func (t *Table) tcpSlowLocked(r *record, dir Dir, p *Packet) tcpVerdict {
 	if !ValidFlags(p.TCPFlags) {
-		return tcpInvalid, 0, false // tcp_error: "invalid tcp flag combination"
+		return verdict(tcpInvalid) // tcp_error: "invalid tcp flag combination"
 	}
 	index := segmentClass(p.TCPFlags)
 	old := r.state
@@ -139,9 +233,9 @@ func (t *Table) tcpLocked(r *record, dir Dir, p *Packet, res *Result) (act tcpAc
 		// Linux also lets it replace a connection that saw a FIN, or one the
 		// same side aborted with an RST. Any other is ignored.
 		if r.flags3&(rf3CloseInit0|rf3CloseInit1) != 0 || r.lastDir() == dir && r.lastIndex() == segRST {
-			return tcpReopen, 0, false
+			return verdict(tcpReopen)
 		}
-		return tcpIgnoreLocked(r, dir, index, p, old), 0, false
+		return verdict(tcpIgnoreLocked(r, dir, index, p, old))
 	case tIG:
 		if index == segSYNACK && r.lastIndex() == segSYN && r.lastDir() != dir && p.Ack == r.lastEnd {
 			// The SYN-ACK acknowledges a SYN ignored earlier: both ends are in
@@ -150,16 +244,16 @@ func (t *Table) tcpLocked(r *record, dir Dir, p *Packet, res *Result) (act tcpAc
 			old, next = TCPSynSent, TCPSynRecv
 			break
 		}
-		return tcpIgnoreLocked(r, dir, index, p, old), 0, false
+		return verdict(tcpIgnoreLocked(r, dir, index, p, old))
 	case tIV:
-		return tcpInvalid, 0, false
+		return verdict(tcpInvalid)
 	case TCPTimeWait:
 		// RFC 5961 3.2: an ACK answering an ignored SYN in LAST_ACK is a
 		// challenge ACK, not the last ACK of the close.
 		if old == TCPLastAck && index == segACK && r.lastDir() != dir && r.lastIndex() == segSYN &&
 			r.flags2&rf2Challenge != 0 {
 			r.flags2 &^= rf2Challenge
-			return tcpIgnore, 0, false
+			return verdict(tcpIgnore)
 		}
 	case TCPSynSent2:
 		r.flags2 |= rf2SimOpen
@@ -174,7 +268,7 @@ func (t *Table) tcpLocked(r *record, dir Dir, p *Packet, res *Result) (act tcpAc
 		}
 		keep, skip, invalid := tcpRSTLocked(r, dir, p, old)
 		if invalid {
-			return tcpInvalid, 0, false
+			return verdict(tcpInvalid)
 		}
 		if keep {
 			next = old
@@ -188,48 +282,55 @@ func (t *Table) tcpLocked(r *record, dir Dir, p *Packet, res *Result) (act tcpAc
 		// tcp_in_window reads the state the entry is in, not the resynchronised old.
 		switch a := tcpInWindowLocked(r, dir, index, p, r.state); a {
 		case tcpIgnore:
-			return tcpIgnore, 0, false
+			return verdict(tcpIgnore)
 		case tcpInvalid:
-			return tcpInvalid, 0, tcpHandleInvalid(r, dir, index)
+			v := verdict(tcpInvalid)
+			if tcpHandleInvalid(r, dir, index) {
+				v |= tvShrink
+			}
+			return v
 		}
 	}
 
 	// In window.
+	var v tcpVerdict
 	r.setLast(dir, index)
 	if probe {
-		res.Keepalive = true
+		v |= tvKeepalive
 		r.flags |= probeBit(dir)
 	} else {
 		r.flags &^= probeBit(dir)
-		res.KeepaliveAck = probeAnswer
+		if probeAnswer {
+			v |= tvKeepAck
+		}
 	}
 	r.flags &^= probeBit(1 - dir)
 	r.state = next
 	if old != next && next == TCPFinWait {
 		r.flags3 |= closeInitBit(dir)
 	}
-	c = t.tcpTimeoutLocked(r, next, index)
+	v = v.withClass(t.tcpTimeoutLocked(r, next, index))
 	if r.flags2&rf2Replied == 0 {
 		if index == segRST {
 			// "If only reply is a RST, we can consider ourselves not to have
 			// an established connection: delete the conntrack immediately."
-			return tcpKill, c, false
+			return v.withAct(tcpKill)
 		}
 		if index == segSYN && old == TCPSynSent {
 			// A retransmitted SYN does not restart the timer, so that port
 			// reuse cannot keep an unanswered entry alive.
-			return tcpIgnore, c, false
+			return v.withAct(tcpIgnore)
 		}
-		if next == TCPEstablished && t.cfg.Timeouts.timeout(ProtoTCP, next, c, false) > t.cfg.Timeouts.TCPUnacknowledged {
+		if next == TCPEstablished && t.cfg.Timeouts.timeout(ProtoTCP, next, v.class(), false) > t.cfg.Timeouts.TCPUnacknowledged {
 			// A pickup nobody has answered yet: not the ESTABLISHED timeout.
-			c = classUnack
+			v = v.withClass(classUnack)
 		}
 	} else if r.flags&rfAssured == 0 && (old == TCPSynRecv || old == TCPEstablished) && next == TCPEstablished {
 		// ASSURED on a valid segment in ESTABLISHED after SYN_RECV, or on the
 		// first segment after a picked-up flow's answer.
 		r.flags |= rfAssured
 	}
-	return tcpAccept, c, false
+	return v
 }
 
 // tcpTimeoutLocked is the timeout Linux's nf_conntrack_tcp_packet gives an
@@ -408,38 +509,48 @@ func tcpInWindowLocked(r *record, dir Dir, index int, p *Packet, old TCPState) t
 		}
 	}
 
+	tcpAdvance(r, dir, index, p, seq, ack, end)
+	return tcpAccept
+}
+
+// tcpAdvance records what an in-window segment of class index from snd tells
+// (seq, ack and end as tcp_in_window takes them): the sender's end, marking
+// data unacknowledged when it grows; its highest ack, clearing the receiver's
+// mark when it covers the receiver's end; its window; and whether it repeats
+// the last ACK-class segment (retrans).
+func tcpAdvance(r *record, snd Dir, index int, p *Packet, seq, ack, end uint32) {
+	rcv := 1 - snd
 	if after(end, r.nextSeq[snd]) {
 		r.nextSeq[snd] = end
 		r.flags3 |= unackedBit(snd)
 	}
-	if hasAck {
+	if p.TCPFlags&flagACK != 0 {
 		if r.flags&ackKnownBit(snd) == 0 || after(ack, r.lastAck[snd]) {
 			r.lastAck[snd] = ack
 			r.flags |= ackKnownBit(snd)
 		}
 	}
-	if ack == r.nextSeq[rcv] {
+	if ack == r.nextSeq[rcv] && r.flags3&unackedBit(rcv) != 0 {
 		r.flags3 &^= unackedBit(rcv)
 	}
 	r.window[snd] = p.Window
-	if syn {
+	if p.TCPFlags&flagSYN != 0 {
 		r.flags2 |= synWinBit(snd)
-	} else {
+	} else if r.flags2&synWinBit(snd) != 0 {
 		r.flags2 &^= synWinBit(snd)
 	}
 	if index == segACK {
 		// A retransmission repeats the last segment exactly.
-		if r.lastDir() == dir && r.lastSeq == seq && r.lastAckSeen == ack && r.lastEnd == end && r.lastWin == p.Window {
+		if r.lastDir() == snd && r.lastSeq == seq && r.lastAckSeen == ack && r.lastEnd == end && r.lastWin == p.Window {
 			if r.retrans < 255 {
 				r.retrans++
 			}
 		} else {
-			r.setLast(dir, index)
+			r.setLast(snd, index)
 			r.lastSeq, r.lastAckSeen, r.lastEnd, r.lastWin = seq, ack, end, p.Window
 			r.retrans = 0
 		}
 	}
-	return tcpAccept
 }
 
 // rstInWindow checks an RST from snd with sequence seq (end after it) and

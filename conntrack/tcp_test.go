@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -803,6 +804,97 @@ func TestTCPInvalidFlags(t *testing.T) {
 	for _, f := range good {
 		if !ValidFlags(f) {
 			t.Errorf("ValidFlags(%#x) = false", f)
+		}
+	}
+}
+
+// TestFastPathSameAsSlow: tcpEstablishedLocked does exactly what the general path
+// does for the segments it takes. Random traffic on a few flows (data both ways,
+// retransmissions, keepalives and their answers, window changes, now and then a FIN
+// or an RST) goes through two tables, one with the fast path off; every result and
+// every entry must be the same.
+func TestFastPathSameAsSlow(t *testing.T) {
+	defer func() { fastPath = true }()
+	rng := rand.New(rand.NewPCG(1, 2))
+	fast, slow := newTable(t), newTable(t)
+	type flowState struct {
+		key Key
+		nxt [2]uint32
+	}
+	var flows []*flowState
+	for n := range 8 {
+		flows = append(flows, &flowState{key: nthKey(ProtoTCP, n), nxt: [2]uint32{rng.Uint32(), rng.Uint32()}})
+	}
+	now := t0
+	both := func(p *Packet, create bool) {
+		t.Helper()
+		q := *p
+		var a, b Result
+		fastPath = true
+		if create {
+			a = fast.Create(p, now, p.Key.Reply(), false)
+		} else {
+			a = fast.Track(p, now)
+		}
+		fastPath = false
+		if create {
+			b = slow.Create(&q, now, q.Key.Reply(), false)
+		} else {
+			b = slow.Track(&q, now)
+		}
+		if a != b {
+			t.Fatalf("%+v:\n fast %+v\n slow %+v", *p, a, b)
+		}
+		if a.Status == Hit || a.Status == Created {
+			ea, _ := fast.Get(a.Ref)
+			eb, _ := slow.Get(b.Ref)
+			if ea != eb {
+				t.Fatalf("%+v:\n fast %+v\n slow %+v", *p, ea, eb)
+			}
+		}
+	}
+	seg := func(f *flowState, d Dir, flags uint8, seq, ack uint32, n int, win uint16) *Packet {
+		k := f.key
+		if d == Reply {
+			k = k.Reply()
+		}
+		return &Packet{Key: k, Len: 40 + n, TCPFlags: flags, Seq: seq, Ack: ack, Window: win, PayloadLen: n, Inside: d == Original}
+	}
+	for _, f := range flows {
+		both(seg(f, Original, syn, f.nxt[0], 0, 0, 64240), true)
+		f.nxt[0]++
+		both(seg(f, Reply, syn|ack, f.nxt[1], f.nxt[0], 0, 65160), false)
+		f.nxt[1]++
+		both(seg(f, Original, ack, f.nxt[0], f.nxt[1], 0, 502), false)
+	}
+	for range 20000 {
+		now = now.Add(time.Duration(rng.IntN(200)) * time.Millisecond)
+		f := flows[rng.IntN(len(flows))]
+		d := Dir(rng.IntN(2))
+		win := uint16(502 + rng.IntN(3)*1000)
+		if rng.IntN(20) == 0 {
+			win = 0
+		}
+		switch x := rng.IntN(100); {
+		case x < 50: // data
+			n := 1 + rng.IntN(1400)
+			both(seg(f, d, psh|ack, f.nxt[d], f.nxt[1-d], n, win), false)
+			f.nxt[d] += uint32(n)
+		case x < 65: // a bare ACK, maybe of less than all
+			back := uint32(rng.IntN(2)) * uint32(rng.IntN(500))
+			both(seg(f, d, ack, f.nxt[d], f.nxt[1-d]-back, 0, win), false)
+		case x < 80: // a retransmission of the last 100 bytes
+			both(seg(f, d, psh|ack, f.nxt[d]-100, f.nxt[1-d], 100, win), false)
+		case x < 92: // a keepalive probe and its answer
+			both(seg(f, d, ack, f.nxt[d]-1, f.nxt[1-d], 0, win), false)
+			both(seg(f, 1-d, ack, f.nxt[1-d], f.nxt[d], 0, win), false)
+		case x < 96: // URG, ECE: flags the fast path leaves to the general one
+			both(seg(f, d, ack|flagURG|flagECE, f.nxt[d], f.nxt[1-d], 0, win), false)
+		case x < 98: // a FIN, closing that flow for good
+			both(seg(f, d, fin|ack, f.nxt[d], f.nxt[1-d], 0, win), false)
+			f.nxt[d]++
+		default: // an RST, exact or not
+			both(seg(f, d, rst, f.nxt[d]+uint32(rng.IntN(2))*777, 0, 0, 0), false)
 		}
 	}
 }

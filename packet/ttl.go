@@ -25,20 +25,19 @@ func HopLimit(b []byte, p *Info) uint8 {
 // router answers ICMP time exceeded (BuildTimeExceeded). A checksum that was
 // right stays right; one that was wrong stays wrong by the same amount.
 func DecrementHopLimit(b []byte, p *Info) bool {
-	switch {
-	case p.Version == 4 && len(b) >= IPv4MinHeaderLen:
-		if b[ipv4TTL] <= 1 {
-			return false
-		}
+	if p.Version == 4 && len(b) >= IPv4MinHeaderLen && b[ipv4TTL] > 1 {
+		// The TTL is the high byte of the word at ipv4TTL, shared with the
+		// protocol.
 		old := binary.BigEndian.Uint16(b[ipv4TTL:])
 		b[ipv4TTL]--
-		csum := binary.BigEndian.Uint16(b[ipv4Checksum:])
-		binary.BigEndian.PutUint16(b[ipv4Checksum:], updateChecksum16(csum, old, old-0x100))
+		binary.BigEndian.PutUint16(b[ipv4Checksum:], updateChecksum16(binary.BigEndian.Uint16(b[ipv4Checksum:]), old, old-0x100))
 		return true
-	case p.Version == 6 && len(b) >= IPv6HeaderLen:
-		if b[ipv6HopLimit] <= 1 {
-			return false
-		}
+	}
+	return decrementHopLimit6(b, p)
+}
+
+func decrementHopLimit6(b []byte, p *Info) bool {
+	if p.Version == 6 && len(b) >= IPv6HeaderLen && b[ipv6HopLimit] > 1 {
 		b[ipv6HopLimit]--
 		return true
 	}

@@ -2,7 +2,9 @@ package packet
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 
@@ -56,6 +58,28 @@ func TestDecrementHopLimit(t *testing.T) {
 			if !bytes.Equal(b, want) {
 				t.Errorf("%s ttl %d:\n got  % x\n want % x", tc.name, ttl, b, want)
 			}
+		}
+	}
+	// Every header checksum stays what a full computation gives, the corner
+	// cases of one's complement included: random headers, every TTL.
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := range 50000 {
+		b := append([]byte(nil), seg4...)
+		for i := 12; i < 20; i++ {
+			b[i] = byte(rng.Uint32())
+		}
+		b[4], b[5] = byte(rng.Uint32()), byte(rng.Uint32())
+		b[8] = byte(2 + n%254)
+		refFixIPv4(b)
+		var p Info
+		if err := Decode(b, &p); err != nil {
+			t.Fatal(err)
+		}
+		if !DecrementHopLimit(b, &p) {
+			t.Fatalf("refused TTL %d", b[8]+1)
+		}
+		if got, want := binary.BigEndian.Uint16(b[10:]), refChecksum(nil, b[:20], 10); got != want {
+			t.Fatalf("header % x: checksum %#04x after the decrement, a full computation gives %#04x", b[:20], got, want)
 		}
 	}
 	var none Info
