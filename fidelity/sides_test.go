@@ -94,16 +94,29 @@ const (
 	rawMark              = 0x1f
 )
 
-// clientSetup prepares a client namespace: the raw client's rule, and exponential
-// SYN retransmissions (1, 3, 7 s) instead of Linux 6's first four a second apart
-// (tcp_syn_linear_timeouts), which would land each on a whole-second SYN_SENT
-// expiry and make the order of the two a race.
+// clientSetup prepares a client namespace: the raw client's rule and hostSetup.
 func clientSetup(ns string) error {
 	if err := nft(ns, clientRules()); err != nil {
 		return err
 	}
+	return hostSetup(ns)
+}
+
+// hostSetup makes the TCP of a client or server namespace retransmit on timers
+// that do not race the two sides' conntracks: exponential SYN retransmissions (1,
+// 3, 7 s) instead of Linux 6's first four a second apart (tcp_syn_linear_timeouts),
+// which would land each on a whole-second SYN_SENT expiry; and no tail loss probe
+// (tcp_early_retrans), which retransmits a FIN some milliseconds after it when the
+// peer delays its ACK, on one side and not the other, as their round trips differ
+// (a second FIN in FIN_WAIT is LAST_ACK for both conntracks).
+func hostSetup(ns string) error {
 	return lab.Do(ns, func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/tcp_syn_linear_timeouts", []byte("0\n"), 0)
+		for name, v := range map[string]string{"tcp_syn_linear_timeouts": "0", "tcp_early_retrans": "0"} {
+			if err := os.WriteFile("/proc/sys/net/ipv4/"+name, []byte(v+"\n"), 0); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
