@@ -252,6 +252,20 @@ func TestFidelityInvalidRule(t *testing.T) {
 		r.advance(6 * time.Second)
 		r.send(tcp(t, cli, srv, "FA", 1003, 5001, ""), Outbound, Drop, ReasonInvalid)
 	})
+	t.Run("accept under NAT: untranslated out, dropped in", func(t *testing.T) {
+		// Linux's NAT skips a packet without a conntrack: it leaks with the inside
+		// address; one toward the NAT address is for the router itself.
+		r := newRig(t, func(p *Policy) {
+			p.Invalid = InvalidAccept
+			p.NAT = NAT{Enabled: true, Outside: []netip.Addr{out4}, Ports: PortRange{20000, 20100}}
+		})
+		seen := r.handshake(cli, srv)
+		res := r.send(tcp(t, cli, srv, "R", 900, 0, ""), Outbound, Forward, ReasonInvalid)
+		if d := decode(t, res.Packet); d.src != client4 || res.Translated {
+			t.Errorf("an invalid packet left from %v, translated %v", d.src, res.Translated)
+		}
+		r.send(tcp(t, srv, seen, "R", 4000, 0, ""), Inbound, Drop, ReasonInvalid)
+	})
 	// Issue 18.2: flag combinations Linux finds invalid never open an entry.
 	t.Run("SYN+FIN opens nothing", func(t *testing.T) {
 		for _, inv := range []string{"drop", "accept"} {
