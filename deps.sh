@@ -20,6 +20,7 @@ fi
 #   prometheus      promtool, with which a gateway test checks /metrics (`promtool check metrics`)
 #   chromium        headless, for the report package's real-browser test (it loads the
 #                   HTML reports offline and checks their DOM and a screenshot)
+#   conntrack       conntrack -E / -D in the kernel router of the differential test (fidelity/)
 want=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || want+=("$2"); }
 need ip iproute2
@@ -50,6 +51,7 @@ else
 fi
 need promtool prometheus
 need chromium chromium
+need conntrack conntrack
 if [ ${#want[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "deps: missing ${want[*]}; run as root to install them with apt-get" >&2
