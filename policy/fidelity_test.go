@@ -174,7 +174,7 @@ func TestFidelityRSTInWindow(t *testing.T) {
 		// Window field 502 << 7 = 64256 bytes: an RST 60000 bytes in is inside;
 		// unscaled (502 bytes) it would be far out of window.
 		r := open(t, 7, 502)
-		r.send(seg(t, cli, srv, "R", 5001+60000, 0, 0, -1, 64, ""), Inbound, Forward, ReasonTracked)
+		r.send(seg(t, srv, cli, "R", 5001+60000, 0, 0, -1, 64, ""), Inbound, Forward, ReasonTracked)
 		if s := state(r); s != conntrack.TCPEstablished {
 			t.Fatalf("state %v", s)
 		}
