@@ -356,3 +356,67 @@ func TestFidelityTTL(t *testing.T) {
 		}
 	})
 }
+
+// TestTimeExceededSource: the time exceeded comes from the gateway's own address on
+// the side the packet came from, as the engine's Networks place its Gateway
+// addresses (and NAT's outside address); knowing none there, the engine drops the
+// packet unanswered, still as ttl-exceeded.
+func TestTimeExceededSource(t *testing.T) {
+	inner, outer := ap(netip.MustParseAddr("10.1.2.3"), 40000), ap(netip.MustParseAddr("203.0.113.5"), 80)
+	hop := func(t *testing.T, r *rig, c, s netip.AddrPort, dir Dir) (netip.Addr, bool) {
+		t.Helper()
+		res := r.send(seg(t, c, s, "S", 1000, 0, 64240, 7, 1, ""), dir, Drop, ReasonTTLExceeded)
+		if len(res.Inject) == 0 {
+			return netip.Addr{}, false
+		}
+		if len(res.Inject) != 1 || res.Inject[0].To != dir.From() {
+			t.Fatalf("injected %+v, want one packet back to %v", res.Inject, dir.From())
+		}
+		d := decode(t, res.Inject[0].Packet)
+		if d.icmp4 == nil || d.icmp4.TypeCode != layers.CreateICMPv4TypeCode(11, 0) || d.dst != c.Addr() {
+			t.Fatalf("injected %+v to %v, want time exceeded to %v", d.icmp4, d.dst, c.Addr())
+		}
+		return d.src, true
+	}
+	t.Run("per side", func(t *testing.T) {
+		r := newRig(t, nil)
+		// Listed outside first: each side takes the first address in its networks.
+		gwIn, gwOut := netip.MustParseAddr("10.0.0.254"), netip.MustParseAddr("192.0.2.1")
+		if err := r.e.SetNetworks(Networks{Inside: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+			Outside: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")},
+			Gateway: []netip.Addr{gwOut, gwIn, netip.MustParseAddr("10.0.0.253")}}); err != nil {
+			t.Fatal(err)
+		}
+		if from, ok := hop(t, r, inner, outer, Outbound); from != gwIn {
+			t.Errorf("outbound: time exceeded from %v (sent %v), want %v", from, ok, gwIn)
+		}
+		if from, ok := hop(t, r, outer, inner, Inbound); from != gwOut {
+			t.Errorf("inbound: time exceeded from %v (sent %v), want %v", from, ok, gwOut)
+		}
+	})
+	t.Run("NAT's outside address", func(t *testing.T) {
+		nat := netip.MustParseAddr("192.0.2.7")
+		r := newRig(t, func(p *Policy) {
+			p.NAT = NAT{Enabled: true, Outside: []netip.Addr{nat}, Ports: PortRange{20000, 20100}}
+		})
+		if err := r.e.SetNetworks(Networks{Inside: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+			Outside: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}); err != nil {
+			t.Fatal(err)
+		}
+		if from, ok := hop(t, r, outer, ap(nat, 20000), Inbound); from != nat {
+			t.Errorf("inbound: time exceeded from %v (sent %v), want the NAT address %v", from, ok, nat)
+		}
+		if from, ok := hop(t, r, inner, outer, Outbound); ok {
+			t.Errorf("outbound: time exceeded from %v, but the gateway has no inside address", from)
+		}
+	})
+	t.Run("no networks", func(t *testing.T) {
+		r := newRig(t, nil)
+		if err := r.e.SetNetworks(Networks{}); err != nil {
+			t.Fatal(err)
+		}
+		if from, ok := hop(t, r, cli, srv, Outbound); ok {
+			t.Errorf("time exceeded from %v with no address known", from)
+		}
+	})
+}
