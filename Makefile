@@ -63,7 +63,15 @@ fuzz:
 		pkg=$${t%%:*}; name=$${t##*:}; min=60s; \
 		for m in $(FUZZ_MINIMIZE); do [ "$${m%%=*}" = "$$name" ] && min=$${m#*=}; done; \
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
-		$(GO) test $$pkg -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$$min; \
+		out=$$(mktemp); rc=0; \
+		$(GO) test $$pkg -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=$$min >$$out 2>&1 || rc=$$?; \
+		cat $$out; \
+		if [ $$rc -ne 0 ]; then \
+			if grep -q '^    context deadline exceeded$$' $$out && ! grep -q 'Failing input written' $$out; then \
+				echo "fuzz $$name: ran its $(FUZZTIME) and wrote no failing input; go test's 'context deadline exceeded' at the end is the Go 1.26 fuzz coordinator race golang/go#75804 (fixed in Go 1.27), not a crasher"; \
+			else rm -f $$out; exit $$rc; fi; \
+		fi; \
+		rm -f $$out; \
 	done
 
 # The system benchmark (root, ~5 min): idlegate's lab against a kernel router with conntrack,

@@ -21,6 +21,9 @@ fi
 #   chromium        headless, for the report package's real-browser test (it loads the
 #                   HTML reports offline and checks their DOM and a screenshot)
 #   conntrack       conntrack -E / -D in the kernel router of the differential test (fidelity/)
+#   docker.io       the wedge's docker test: dockerd and the docker CLI (a private daemon per test)
+#   podman          the wedge's podman test (rootful, offline, a private configuration)
+#   util-linux      unshare and nsenter, for the wedge's pid: test
 want=()
 need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || want+=("$2"); }
 need ip iproute2
@@ -52,6 +55,11 @@ fi
 need promtool prometheus
 need chromium chromium
 need conntrack conntrack
+need dockerd docker.io
+need docker docker.io
+need podman podman
+need unshare util-linux
+need nsenter util-linux
 if [ ${#want[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "deps: missing ${want[*]}; run as root to install them with apt-get" >&2

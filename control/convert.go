@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/idlegate/idlegate/conntrack"
@@ -140,4 +141,17 @@ func StatsOf(s *policy.Stats, capacity int) Stats {
 		st.Bytes[side.String()] = m
 	}
 	return st
+}
+
+// NetworksOf renders the networks an engine routes by.
+func NetworksOf(n policy.Networks) Networks {
+	return Networks{Inside: strs(n.Inside), Outside: strs(n.Outside), Gateway: strs(n.Gateway)}
+}
+
+func strs[T fmt.Stringer](l []T) []string {
+	out := make([]string, len(l))
+	for i, x := range l {
+		out[i] = x.String()
+	}
+	return out
 }

@@ -79,7 +79,7 @@ func TestOpenAPISchemas(t *testing.T) {
 		"Conn": Conn{}, "Tuple": Tuple{}, "ICMP": ICMP{}, "PerDir": PerDir{}, "Event": Event{}, "Stats": Stats{},
 		"TableStats": TableStats{}, "SideStats": SideStats{}, "PcapRequest": PcapRequest{}, "PcapAnswer": PcapAnswer{},
 		"PcapStatus": PcapStatus{}, "PcapInfo": PcapInfo{}, "Lab": Lab{}, "Side": Side{}, "PolicyView": PolicyView{},
-		"Version": Version{}, "TimeoutRequest": TimeoutRequest{},
+		"Version": Version{}, "TimeoutRequest": TimeoutRequest{}, "Wedge": Wedge{}, "WedgeSide": WedgeSide{}, "Networks": Networks{},
 	} {
 		if got, want := props(name), jsonFields(reflect.TypeOf(v)); !slices.Equal(got, want) {
 			t.Errorf("schema %s has properties %v; the Go type writes %v", name, got, want)

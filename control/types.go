@@ -100,9 +100,10 @@ type PerDir struct {
 }
 
 // Event is one line of GET /v1/events: a change to a connection (NEW, UPDATE,
-// DESTROY, as conntrack -E names them), one packet's VERDICT, or LOST: this
+// DESTROY, as conntrack -E names them), one packet's VERDICT, LOST: this
 // subscriber's buffer overflowed and Lost events were dropped (the events around
-// it are in order; the lost ones are gone).
+// it are in order; the lost ones are gone), or, on a wedge, GONE and ATTACH: a
+// side's namespace went away or it was attached again.
 type Event struct {
 	// Time is the wall-clock time of the event; T the seconds since the gateway
 	// started.
@@ -140,10 +141,25 @@ type Event struct {
 	Keepalive bool   `json:"keepalive,omitempty"`
 	// LOST only: how many events this subscriber lost since the last LOST.
 	Lost uint64 `json:"lost,omitempty"`
+	// GONE and ATTACH only (the gateway's own events, of a wedge): the side ("A"
+	// or "B"), its target (docker:db) and one sentence for people.
+	Side    string `json:"side,omitempty"`
+	Target  string `json:"target,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
-// EventLost is the Type of a LOST record.
-const EventLost = "LOST"
+// Types of the records of GET /v1/events that are not the engine's. Every stream
+// gets them, whatever its filter: they concern no one connection.
+const (
+	// EventLost: this subscriber lost Lost events.
+	EventLost = "LOST"
+	// EventGone: a wedge's side is gone, its namespace went away (a container
+	// stopped or restarted).
+	EventGone = "GONE"
+	// EventAttach: a wedge's side that went away is attached again, in its new
+	// namespace (wedge --follow).
+	EventAttach = "ATTACH"
+)
 
 // Stats is GET /v1/stats: every counter since the gateway started. Counters of an
 // enumeration are maps keyed by name, never arrays.
@@ -255,11 +271,18 @@ type PcapInfo struct {
 	Failed *PcapStatus `json:"failed,omitempty"`
 }
 
-// Lab describes a lab: what its run directory's lab.json holds, and, from GET
-// /v1/lab, its uptime and live policy.
+// Kinds of Lab.
+const (
+	KindLab   = "lab"   // two namespaces idlegate built (lab up)
+	KindWedge = "wedge" // two namespaces that existed already (idlegate wedge)
+)
+
+// Lab describes a lab or a wedge: what its run directory's lab.json holds, and,
+// from GET /v1/lab, its uptime and live policy.
 type Lab struct {
 	Name string `json:"name"`
-	// Kind is "lab": two namespaces idlegate built.
+	// Kind is KindLab or KindWedge (Wedge describes its sides; Client is its side
+	// A, Server its side B, each Namespace the side's target).
 	Kind       string    `json:"kind"`
 	PID        int       `json:"pid"`
 	Version    string    `json:"version,omitempty"`
@@ -276,7 +299,49 @@ type Lab struct {
 	Client  Side     `json:"client"`
 	Server  Side     `json:"server"`
 	NAT     []string `json:"nat_outside"`
+	// Wedge describes a wedge (Kind "wedge" only).
+	Wedge *Wedge `json:"wedge,omitempty"`
 	PolicyView
+}
+
+// IsWedge reports whether l is a wedge.
+func (l *Lab) IsWedge() bool { return l.Kind == KindWedge }
+
+// Wedge describes what a wedge put in its two namespaces.
+type Wedge struct {
+	Sides  [2]WedgeSide `json:"sides"` // A (inside), B (outside)
+	Follow bool         `json:"follow"`
+	// Adopted counts the TCP connections open between A and B when the wedge went
+	// in: the gateway picks them up mid-stream, whatever the orphan rule says.
+	Adopted int `json:"adopted"`
+	// NATOff says why a NAT policy runs with NAT off ("" when it does not).
+	NATOff string `json:"nat_off,omitempty"`
+	// Networks are what the gateway routes by (its anti-spoofing and no-route
+	// checks): each side's own addresses as host prefixes, since two containers on
+	// one bridge share a subnet, and the NAT addresses as the gateway's own.
+	Networks Networks `json:"networks"`
+}
+
+// WedgeSide describes one side of a wedge.
+type WedgeSide struct {
+	Target string `json:"target"`
+	// NetnsID is the namespace's inode (net:[ID]); it changes when a container
+	// restarts.
+	NetnsID uint64   `json:"netns_id"`
+	Link    string   `json:"link"`
+	MTU     int      `json:"mtu"`
+	Addrs   []string `json:"addrs"`  // the side's own addresses the wedge carries
+	Peers   []string `json:"peers"`  // the other side's
+	Via     []string `json:"via"`    // the interfaces that carried the peer before
+	Routes  []string `json:"routes"` // host routes through Link
+}
+
+// Networks are the networks on each side of the gateway, as prefixes, and its
+// own addresses (policy.Networks, written out).
+type Networks struct {
+	Inside  []string `json:"inside"`
+	Outside []string `json:"outside"`
+	Gateway []string `json:"gateway,omitempty"`
 }
 
 // Side describes one namespace of a lab.

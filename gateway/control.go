@@ -390,6 +390,8 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 		Match:    func(ev policy.Event) bool { return f.MatchEvent(&ev) },
 	})
 	defer sub.Close()
+	notes := g.notices.subscribe()
+	defer g.notices.unsubscribe(notes)
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	fl, _ := w.(http.Flusher)
@@ -415,7 +417,25 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-r.Context().Done():
-			return
+			// Notices sent before the gateway stopped (the GONE of a wedge that
+			// ends because of it) still go out.
+			for {
+				select {
+				case ev := <-notes:
+					if enc.Encode(ev) != nil {
+						return
+					}
+				default:
+					return
+				}
+			}
+		case ev := <-notes:
+			if enc.Encode(ev) != nil {
+				return
+			}
+			if fl != nil {
+				fl.Flush()
+			}
 		case <-tick.C:
 			if !lost() {
 				return

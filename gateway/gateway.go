@@ -68,6 +68,7 @@ type Gateway struct {
 
 	metricsOnce sync.Once
 	metrics     http.Handler // GET /metrics, built once
+	notices     noticeHub    // the gateway's own events (notice.go)
 }
 
 type sideStats struct {

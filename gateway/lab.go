@@ -27,7 +27,7 @@ const (
 	LogFile    = "gateway.log"      // the detached gateway's log
 )
 
-// LabOptions tune StartLab.
+// LabOptions tune StartLab, and StartWedge through WedgeOptions.
 type LabOptions struct {
 	Pcap       string         // record a pcapng file from the start (a new file, see Gateway.SetPcap)
 	PcapForce  bool           // overwrite Pcap if it exists
@@ -45,9 +45,10 @@ type LabOptions struct {
 	Now     func() time.Time
 }
 
-// Running is a lab whose gateway runs in this process.
+// Running is a lab or a wedge whose gateway runs in this process.
 type Running struct {
-	Lab     *lab.Lab
+	Lab     *lab.Lab   // the lab, or nil for a wedge
+	Wedge   *lab.Wedge // the wedge, or nil for a lab
 	Gateway *Gateway
 	Engine  *policy.Engine
 	Socket  string
@@ -55,6 +56,8 @@ type Running struct {
 	// asked for it (with its port if it asked for port 0).
 	Metrics string
 
+	wedge    *wedgeRun    // a wedge's own state, nil for a lab
+	down     func() error // removes the lab or takes the wedge out
 	cancel   context.CancelFunc
 	done     chan struct{}
 	err      error
@@ -80,44 +83,24 @@ func LabNetworks() policy.Networks {
 // returns. Stop tears everything down; so does a failure of StartLab itself. The
 // engine routes by LabNetworks.
 func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOptions) (*Running, error) {
-	scale := opts.TimeScale
-	if scale == 0 {
-		scale = 1
-	}
-	run := pol
-	if scale != 1 {
-		var err error
-		if run, err = pol.Scale(scale); err != nil {
-			return nil, err
-		}
-	}
-	if err := opts.PcapFilter.CheckPacket(); err != nil {
-		return nil, fmt.Errorf("pcap filter: %w", err)
-	}
-	eng, err := policy.NewEngine(run)
+	eng, run, scale, err := newEngine(pol, &opts)
 	if err != nil {
 		return nil, err
 	}
 	if err := eng.SetNetworks(LabNetworks()); err != nil {
 		return nil, err
 	}
-	var mln net.Listener
-	if opts.Metrics != "" {
-		if mln, err = net.Listen("tcp", opts.Metrics); err != nil {
-			return nil, fmt.Errorf("serve metrics on %s: %w", opts.Metrics, err)
-		}
+	mln, err := listenMetrics(opts.Metrics)
+	if err != nil {
+		return nil, err
 	}
 	l, err := lab.Up(cfg)
 	if err != nil {
-		if mln != nil {
-			mln.Close()
-		}
+		closeListener(mln)
 		return nil, err
 	}
 	fail := func(err error) (*Running, error) {
-		if mln != nil {
-			mln.Close()
-		}
+		closeListener(mln)
 		return nil, errors.Join(err, l.Down())
 	}
 	gw, err := New(Config{Inside: l.Client.Dev, Outside: l.Server.Dev, Engine: eng, Log: opts.Log, Now: opts.Now})
@@ -137,7 +120,7 @@ func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOp
 		}
 	}
 	st := control.Lab{
-		Name: l.Name, Kind: "lab", PID: os.Getpid(), RunDir: l.RunDir, Socket: sock,
+		Name: l.Name, Kind: KindLab, PID: os.Getpid(), RunDir: l.RunDir, Socket: sock,
 		PolicyFile: opts.PolicyFile, Started: gw.Started(), MTU: l.Client.Dev.MTU(), Device: l.Device,
 		Client:     control.Side{Namespace: l.Client.Namespace, Link: lab.LinkName, Addr4: l.Client.Addr4.String(), Addr6: l.Client.Addr6.String()},
 		Server:     control.Side{Namespace: l.Server.Namespace, Link: lab.LinkName, Addr4: l.Server.Addr4.String(), Addr6: l.Server.Addr6.String()},
@@ -151,27 +134,78 @@ func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOp
 		st.InForce = run
 	}
 	gw.setLab(st)
-	ctx, cancel := context.WithCancel(ctx)
-	r := &Running{Lab: l, Gateway: gw, Engine: eng, Socket: sock, Metrics: st.Metrics, cancel: cancel, done: make(chan struct{})}
+	r := &Running{Lab: l, Gateway: gw, Engine: eng, Socket: sock, Metrics: st.Metrics, down: l.Down}
+	r.launch(ctx, ln, mln)
+	if err := writeState(l.RunDir, st); err != nil {
+		return nil, errors.Join(err, r.Stop())
+	}
+	return r, nil
+}
+
+// newEngine checks opts and makes the engine of policy pol (in real units) scaled
+// by opts.TimeScale: run is the policy the engine runs, scale the scale (1 for 0).
+func newEngine(pol policy.Policy, opts *LabOptions) (eng *policy.Engine, run policy.Policy, scale float64, err error) {
+	scale = opts.TimeScale
+	if scale == 0 {
+		scale = 1
+	}
+	run = pol
+	if scale != 1 {
+		if run, err = pol.Scale(scale); err != nil {
+			return nil, run, scale, err
+		}
+	}
+	if err := opts.PcapFilter.CheckPacket(); err != nil {
+		return nil, run, scale, fmt.Errorf("pcap filter: %w", err)
+	}
+	eng, err = policy.NewEngine(run)
+	return eng, run, scale, err
+}
+
+// listenMetrics listens on the TCP address of LabOptions.Metrics; "" is none (nil).
+func listenMetrics(addr string) (net.Listener, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("serve metrics on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+func closeListener(ln net.Listener) {
+	if ln != nil {
+		ln.Close()
+	}
+}
+
+// launch runs the gateway, serves the control API on ln and, if mln is not nil,
+// /metrics on mln, until ctx is done or any of them stops; Done is closed when all
+// have.
+func (r *Running) launch(ctx context.Context, ln, mln net.Listener) {
+	ctx, r.cancel = context.WithCancel(ctx)
+	r.done = make(chan struct{})
+	gw := r.Gateway
 	var wg sync.WaitGroup
 	wg.Add(2)
 	var gerr, serr, merr error
 	go func() {
 		defer wg.Done()
 		gerr = gw.Run(ctx)
-		cancel()
+		r.cancel()
 	}()
 	go func() {
 		defer wg.Done()
 		serr = gw.serve(ctx, ln, gw.handler())
-		cancel()
+		r.cancel()
 	}()
 	if mln != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			merr = gw.ServeMetrics(ctx, mln)
-			cancel()
+			r.cancel()
 		}()
 	}
 	go func() {
@@ -179,15 +213,19 @@ func StartLab(ctx context.Context, cfg lab.Config, pol policy.Policy, opts LabOp
 		r.err = errors.Join(gerr, serr, merr)
 		close(r.done)
 	}()
+}
+
+// writeState writes what `lab show` prints to the run directory.
+func writeState(runDir string, st control.Lab) error {
 	st.Version = version.Get().Version
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
-		err = os.WriteFile(filepath.Join(l.RunDir, StateFile), append(b, '\n'), 0o600)
+		err = os.WriteFile(filepath.Join(runDir, StateFile), append(b, '\n'), 0o600)
 	}
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("write the lab's state file: %w", err), r.Stop())
+		return fmt.Errorf("write the state file: %w", err)
 	}
-	return r, nil
+	return nil
 }
 
 // Done is closed when the gateway stops (after Stop, or on a device failure).
@@ -202,7 +240,7 @@ func (r *Running) Stop() error {
 	r.stopOnce.Do(func() {
 		r.cancel()
 		<-r.done
-		r.stopErr = errors.Join(r.err, r.Lab.Down())
+		r.stopErr = errors.Join(r.err, r.down())
 	})
 	return r.stopErr
 }

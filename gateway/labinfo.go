@@ -91,3 +91,12 @@ func (g *Gateway) SetPolicy(sets []string) (control.PolicyView, error) {
 	g.info.Policy = p
 	return g.policyViewLocked(), nil
 }
+
+// updateLab changes the lab's description (a wedge's sides, after a re-attach)
+// and returns it as the state file has it.
+func (g *Gateway) updateLab(f func(*control.Lab)) control.Lab {
+	g.infoMu.Lock()
+	defer g.infoMu.Unlock()
+	f(&g.info)
+	return g.info
+}

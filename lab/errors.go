@@ -31,11 +31,15 @@ func CheckHost() error {
 
 // inUseError is ErrInUse with the lab's name and the live pid in the message.
 type inUseError struct {
-	name string
-	pid  int
+	name  string
+	pid   int
+	wedge bool // a wedge of that name is wanted
 }
 
 func (e *inUseError) Error() string {
+	if e.wedge {
+		return fmt.Sprintf("%q is already running (pid %d); take it out with `idlegate wedge down --name %s` (or `lab down` for a lab), or pick another --name", e.name, e.pid, e.name)
+	}
 	return fmt.Sprintf("lab %q is already running (pid %d); run `idlegate lab down --name %s` or pick another --name", e.name, e.pid, e.name)
 }
 

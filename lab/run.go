@@ -40,8 +40,11 @@ func lockRunBase(runBase string) (unlock func(), err error) {
 
 // WritePID records pid as the process that owns the lab (Up records the
 // calling process). The file is replaced atomically.
-func (l *Lab) WritePID(pid int) error {
-	path := filepath.Join(l.RunDir, PIDFile)
+func (l *Lab) WritePID(pid int) error { return writePID(l.RunDir, pid) }
+
+// writePID writes the pid file of the run directory runDir atomically.
+func writePID(runDir string, pid int) error {
+	path := filepath.Join(runDir, PIDFile)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		return fmt.Errorf("write pid file: %w", err)
@@ -153,6 +156,11 @@ func cleanupLocked(name, runDir string) (found bool, err error) {
 	var errs []error
 	if _, err := endProcesses(name, runDir); err != nil {
 		errs = append(errs, err)
+	}
+	// A wedge's TUNs went with its process; take out any that something kept.
+	if rec, err := readWedgeRecord(runDir); err == nil {
+		found = true
+		errs = append(errs, rec.undo())
 	}
 	for _, ns := range []string{ClientNamespace(name), ServerNamespace(name)} {
 		if NamespaceExists(ns) {

@@ -55,6 +55,9 @@ type Engine struct {
 	// ttlOut says the packet being processed may not be forwarded, its TTL having
 	// run out (hop.go).
 	ttlOut bool
+	// adopt holds the TCP flows open before the gateway was put in their path,
+	// until each is picked up (adopt.go).
+	adopt map[conntrack.Key]struct{}
 
 	// gone collects the entries the table destroyed during the current call; see
 	// destroy.go. rst and rstBufs hold the RSTs of reset_on_expire for one of them.

@@ -104,6 +104,9 @@ func (e *Engine) mayOpen(p *packet.Info, dir Dir) (open, pickup bool) {
 }
 
 func (e *Engine) newLocked(pkt []byte, p *packet.Info, dir Dir, now time.Time, res *Result) {
+	if len(e.adopt) > 0 && p.Proto == packet.ProtoTCP && e.adoptLocked(pkt, p, dir, now, res) {
+		return
+	}
 	natted := e.pol.NAT.Enabled
 	if natted && dir == Inbound {
 		e.inboundNATLocked(pkt, p, now, res)

@@ -56,9 +56,15 @@ const (
 	firstAnswer = 30 * time.Second   // for servers and clients to start, under the load of every case at once
 	afterIdle   = 5 * time.Second    // for the advised client to answer, and the bare one to fail, after the idle
 	// appSetups is how many cases start their lab, servers and first connections at once:
-	// all of them at once starve a 2-core machine for seconds, and a connection silent
-	// for longer than a 3 s box's timeout dies during the ssh handshake.
+	// all of them at once starve a 2-core machine for seconds.
 	appSetups = 6
+	// setupTimeout is the box's established timeout while a case starts its servers and
+	// first connections: under the load of a whole `make test` an sshd can be silent for
+	// longer than 3 s between the handshake and its first answer, and a 3 s box rightly
+	// kills that connection before the idle the case is about. The case's own timeout
+	// (the one advise was asked for) comes back live, with policy set, in h.ready, before
+	// the idle; an entry's deadline is its last packet plus the timeout of the moment.
+	setupTimeout = 5 * time.Minute
 )
 
 var appSetup = make(chan struct{}, appSetups)
@@ -136,7 +142,7 @@ func TestAdviceApps(t *testing.T) {
 					ready := func() { once.Do(func() { <-appSetup }) }
 					defer ready()
 					h := newAppLab(t, est, orphan, tmpl)
-					h.ready = ready
+					h.ready = func() { h.boxTimeout(); ready() }
 					for _, id := range c.items {
 						h.config(id) // every item pasted works at this timeout
 					}
@@ -309,7 +315,7 @@ type appLab struct {
 	orphan string
 	dir    string
 	pgTmpl string
-	ready  func() // the case's setup is done: let another start
+	ready  func() // the case's setup is done: the box's timeout is the case's again, and another case may start
 	advice struct {
 		Keepalive struct {
 			UserTimeout int64 `json:"user_timeout_ms"`
@@ -328,7 +334,31 @@ func newAppLab(t *testing.T, est time.Duration, orphan, pgTmpl string) *appLab {
 	if err := json.Unmarshal([]byte(r.stdout), &h.advice); err != nil {
 		t.Fatalf("advise -o json: %v\n%s", err, r.stdout)
 	}
+	want(t, 0, "policy", "set", "--name", h.name, "timeouts.tcp.established="+policy.FormatDuration(setupTimeout))
 	return h
+}
+
+// boxTimeout gives the box back the case's established timeout, the one advise
+// answered for, after the setup (see setupTimeout).
+func (h *appLab) boxTimeout() {
+	h.t.Helper()
+	want(h.t, 0, "policy", "set", "--name", h.name, "timeouts.tcp.established="+policy.FormatDuration(h.est))
+	r := want(h.t, 0, "policy", "show", "--name", h.name, "-o", "json")
+	var shown struct {
+		Policy struct {
+			Timeouts struct {
+				TCP struct {
+					Established string `json:"established"`
+				} `json:"tcp"`
+			} `json:"timeouts"`
+		} `json:"policy"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &shown); err != nil {
+		h.t.Fatalf("policy show -o json: %v\n%s", err, r.stdout)
+	}
+	if d, err := time.ParseDuration(shown.Policy.Timeouts.TCP.Established); err != nil || d != h.est {
+		h.t.Fatalf("policy set did not give the box back its %s timeout: it runs %q", h.est, shown.Policy.Timeouts.TCP.Established)
+	}
 }
 
 // killLeftovers kills whatever still runs in the lab's namespaces after its processes

@@ -201,6 +201,10 @@ func leftovers(t *testing.T, name string) []string {
 	h.Write([]byte(name))
 	prefix := fmt.Sprintf("ig%08x", h.Sum32())
 	links, err := netlink.LinkList()
+	// Links made or removed meanwhile (parallel tests) interrupt the dump: again.
+	for try := 0; errors.Is(err, netlink.ErrDumpInterrupted) && try < 5; try++ {
+		links, err = netlink.LinkList()
+	}
 	if err != nil {
 		t.Fatalf("list links: %v", err)
 	}

@@ -95,6 +95,10 @@ func TestFormatEvent(t *testing.T) {
 			"12:00:03.353000   +5.000s [VERDICT] tcp  198.18.0.2:44336 -> 198.19.0.2:7000 verdict=reset (outbound orphan)"},
 		{control.Event{Time: at, T: 9, Type: control.EventLost, Lost: 1234},
 			"12:00:03.353000   +9.000s [LOST]    1234 events lost: this reader fell behind and the gateway dropped them"},
+		{control.Event{Time: at, T: 12, Type: control.EventGone, Side: "B", Target: "docker:db", Message: "side B (docker:db) is gone: its network namespace went away"},
+			"12:00:03.353000  +12.000s [GONE]    side B (docker:db) is gone: its network namespace went away"},
+		{control.Event{Time: at, T: 14, Type: control.EventAttach, Side: "B", Target: "docker:db"},
+			"12:00:03.353000  +14.000s [ATTACH]  side B (docker:db)"},
 	} {
 		if got := formatEvent(c.ev); got != c.want {
 			t.Errorf("formatEvent:\n got %q\nwant %q", got, c.want)

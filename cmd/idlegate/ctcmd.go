@@ -720,6 +720,13 @@ func formatEvent(ev control.Event) string {
 		fmt.Fprintf(&b, " %s lost: this reader fell behind and the gateway dropped them", plural(int(ev.Lost), "event"))
 		return b.String()
 	}
+	if ev.Side != "" { // GONE, ATTACH: a wedge's side, in the gateway's sentence
+		if ev.Message == "" {
+			ev.Message = fmt.Sprintf("side %s (%s)", ev.Side, ev.Target)
+		}
+		b.WriteString(" " + ev.Message)
+		return b.String()
+	}
 	if ev.Proto != "" {
 		fmt.Fprintf(&b, " %-4s", ev.Proto)
 	}

@@ -437,11 +437,21 @@ func TestCLILabEnds(t *testing.T) {
 		for _, args := range [][]string{
 			{"ct", "list", "--name", name}, {"policy", "show", "--name", name}, {"lab", "show", "--name", name}, {"lab", "list"},
 		} {
-			cmd := exec.Command(exe, args...)
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			err := cmd.Run()
+			var err error
+			for try := 0; ; try++ {
+				cmd := exec.Command(exe, args...)
+				cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+				stderr.Reset()
+				cmd.Stderr = &stderr
+				err = cmd.Run()
+				// A child forked meanwhile by a parallel test can hold the new copy
+				// open for writing until it execs: ETXTBSY, for a moment.
+				if !errors.Is(err, syscall.ETXTBSY) || try == 20 {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
 			var ee *exec.ExitError
 			if !errors.As(err, &ee) || ee.ExitCode() != 3 {
 				t.Errorf("%s as nobody: %v, %q; want exit 3", strings.Join(args, " "), err, stderr.String())
@@ -642,7 +652,7 @@ func processesRunning(prog string, args ...string) []int {
 // never help with 0; a group without a subcommand prints its help.
 func TestCLIUnknownCommands(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"bogus"}, {"ct", "lsit"}, {"lab", "start"}, {"pcap", "begin"}, {"policy", "get"}, {"scenario", "play"}} {
+	for _, args := range [][]string{{"bogus"}, {"ct", "lsit"}, {"lab", "start"}, {"pcap", "begin"}, {"policy", "get"}, {"scenario", "play"}, {"wedge", "dwon"}} {
 		r := want(t, 2, args...)
 		oneLine(t, r, fmt.Sprintf("unknown command %q", args[len(args)-1]))
 		if r.stdout != "" {
@@ -650,6 +660,7 @@ func TestCLIUnknownCommands(t *testing.T) {
 		}
 	}
 	oneLine(t, want(t, 2, "ct", "lsit"), `did you mean "list"?`)
+	oneLine(t, want(t, 2, "wedge", "dwon"), `did you mean "down"?`)
 	if r := want(t, 0, "ct"); !strings.Contains(r.stdout, "Available Commands") {
 		t.Errorf("idlegate ct: %q, want its help", r.stdout)
 	}

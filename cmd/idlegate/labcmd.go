@@ -265,7 +265,13 @@ func labUpDetached(cmd *cobra.Command, o labUpOpts, pol policy.Policy) error {
 // detachedArgs are the arguments of the detached child of `lab up`: every flag the
 // user set but --detach, file paths made absolute (the child runs elsewhere).
 func detachedArgs(cmd *cobra.Command) []string {
-	args := []string{"lab", "up"}
+	return append([]string{"lab", "up"}, flagArgs(cmd)...)
+}
+
+// flagArgs are the flags the user set on cmd but --detach, as --NAME=VALUE, file
+// paths made absolute (a detached child runs elsewhere).
+func flagArgs(cmd *cobra.Command) []string {
+	var args []string
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		switch f.Name {
 		case "detach", "quiet":
@@ -365,6 +371,9 @@ descendants). Each gets SIGTERM, then SIGKILL a second later.`,
 			if err := lab.CheckName(name); err != nil {
 				return usageError{err}
 			}
+			if lab.IsWedge(lab.RunDir(name, "")) {
+				return wedgeDown(cmd, name)
+			}
 			if err := lab.CheckHost(); err != nil {
 				return err
 			}
@@ -460,15 +469,25 @@ as dead, exit 4: ` + "`idlegate lab down`" + ` removes what it left.`,
 			if !alive {
 				status.Status = "dead"
 			}
-			if out != "text" {
+			up := ""
+			if alive {
+				up = ", up " + policy.FormatDuration(time.Since(st.Started).Round(time.Second))
+			}
+			switch {
+			case out != "text":
 				if err := writeOut(w, out, status); err != nil {
 					return err
 				}
-			} else {
-				up := ""
-				if alive {
-					up = ", up " + policy.FormatDuration(time.Since(st.Started).Round(time.Second))
+			case st.IsWedge():
+				printWedgeState(w, st, pid, status.Status+up)
+				if st.Metrics != "" {
+					fmt.Fprintf(w, "  metrics  http://%s/metrics\n", st.Metrics)
 				}
+				if st.PolicyFile != "" {
+					fmt.Fprintf(w, "  policy file %s\n", st.PolicyFile)
+				}
+				fmt.Fprintf(w, "policy (%s):\n%s", policyHeader(st.Name, st.PolicyView), indent(st.Policy.YAML(), "  "))
+			default:
 				fmt.Fprintf(w, "lab %s: gateway pid %d %s%s (MTU %d, %s TUN device)\n", st.Name, pid, status.Status, up, st.MTU, st.Device)
 				fmt.Fprintf(w, "  client   netns %-20s %s %s  %s\n", st.Client.Namespace, st.Client.Link, st.Client.Addr4, st.Client.Addr6)
 				fmt.Fprintf(w, "  server   netns %-20s %s %s  %s\n", st.Server.Namespace, st.Server.Link, st.Server.Addr4, st.Server.Addr6)
@@ -483,7 +502,11 @@ as dead, exit 4: ` + "`idlegate lab down`" + ` removes what it left.`,
 				fmt.Fprintf(w, "policy (%s):\n%s", policyHeader(st.Name, st.PolicyView), indent(st.Policy.YAML(), "  "))
 			}
 			if !alive {
-				return stateError{fmt.Sprintf("lab %q: its gateway (pid %d) is not running, it was killed or crashed; `idlegate lab down --name %s` removes what it left", name, pid, name), lab.ErrNoSuchLab}
+				down := "lab down"
+				if st.IsWedge() {
+					down = "wedge down"
+				}
+				return stateError{fmt.Sprintf("%s %q: its gateway (pid %d) is not running, it was killed or crashed; `idlegate %s --name %s` removes what it left", kindWord(st.Kind), name, pid, down, name), lab.ErrNoSuchLab}
 			}
 			return nil
 		},
@@ -505,10 +528,11 @@ func newLabListCmd() *cobra.Command {
 	var out string
 	c := &cobra.Command{
 		Use:   "list",
-		Short: "List the labs on this machine: name, kind, gateway pid, running or dead, profile, time scale, uptime",
-		Long: `List the labs in /run/idlegate: name, kind, gateway pid, whether the gateway runs (a dead one
-was killed: lab down removes what it left), the profile and time scale of its policy, and
-how long it has been up.`,
+		Short: "List the labs and wedges on this machine: name, kind, gateway pid, running or dead, profile, time scale, uptime",
+		Long: `List the labs and wedges in /run/idlegate: name, kind (lab, or wedge: idlegate wedge),
+gateway pid, whether the gateway runs (a dead one was killed: lab down removes what it
+left), the profile and time scale of its policy, and how long it has been up; then, for
+each wedge, the two namespaces it is between.`,
 		Example: "  sudo idlegate lab list\n  sudo idlegate lab list -o json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -533,7 +557,20 @@ how long it has been up.`,
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%g\t%s\n", l.Name, dash(l.Kind), l.PID, l.Status, dash(l.Profile), l.Scale(), up)
 			}
 			tw.Flush()
-			fmt.Fprintln(w, plural(len(labs), "lab"))
+			wedges := 0
+			for _, l := range labs {
+				if l.IsWedge() {
+					wedges++
+					if l.Wedge != nil {
+						fmt.Fprintf(w, "wedge %s: %s (A, inside) <-> %s (B, outside)\n", l.Name, l.Wedge.Sides[0].Target, l.Wedge.Sides[1].Target)
+					}
+				}
+			}
+			if wedges == 0 {
+				fmt.Fprintln(w, plural(len(labs), "lab"))
+			} else {
+				fmt.Fprintf(w, "%s, %s\n", plural(len(labs)-wedges, "lab"), plural(wedges, "wedge"))
+			}
 			return nil
 		},
 	}
@@ -561,8 +598,11 @@ func listLabs() ([]labStatus, error) {
 			return nil, err
 		}
 		if err != nil {
-			// A lab still starting, or leftovers without a state file.
+			// A lab or wedge still starting, or leftovers without a state file.
 			st = control.Lab{Name: name, PID: 0}
+			if lab.IsWedge(lab.RunDir(name, "")) {
+				st.Kind = control.KindWedge
+			}
 			if pid, perr := lab.ReadPID(name, ""); perr == nil {
 				st.PID = pid
 			}

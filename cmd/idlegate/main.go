@@ -8,7 +8,9 @@
 //	2  bad usage or bad configuration (unknown command or flag, bad policy file, bad
 //	   KEY=VALUE, bad filter)
 //	3  the machine cannot run a lab (not root, no /dev/net/tun, a root-only control socket)
-//	4  lab state (no such lab, lab name in use, a gateway that died or stopped)
+//	4  lab state (no such lab, lab name in use, a gateway that died or stopped; for a
+//	   wedge also no such container, namespace or process, no route between its sides,
+//	   a wedge already on the pair)
 package main
 
 import (
@@ -119,7 +121,7 @@ Commands that address a lab take --name NAME, by default $IDLEGATE_LAB, else idl
 	})
 	root.Version = version.Get().String()
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.AddCommand(newLabCmd(), newCtCmd(), newPolicyCmd(), newPcapCmd(), newDemoCmd(), newVersionCmd())
+	root.AddCommand(newLabCmd(), newWedgeCmd(), newCtCmd(), newPolicyCmd(), newPcapCmd(), newDemoCmd(), newVersionCmd())
 	root.AddCommand(newAgentCmd())
 	root.AddCommand(newScenarioCmd())
 	root.AddCommand(newProfilesCmd(), newReplayCmd(), newAdviseCmd())
