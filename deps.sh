@@ -20,6 +20,7 @@ fi
 #   prometheus      promtool, with which a gateway test checks /metrics (`promtool check metrics`)
 #   chromium        headless, for the report package's real-browser test (it loads the
 #                   HTML reports offline and checks their DOM and a screenshot)
+#   conntrack       conntrack -E / -D in the kernel router of the differential test (fidelity/)
 #   docker.io       the wedge's docker test: dockerd and the docker CLI (a private daemon per test)
 #   podman          the wedge's podman test (rootful, offline, a private configuration)
 #   util-linux      unshare and nsenter, for the wedge's pid: test
@@ -53,6 +54,7 @@ else
 fi
 need promtool prometheus
 need chromium chromium
+need conntrack conntrack
 need dockerd docker.io
 need docker docker.io
 need podman podman

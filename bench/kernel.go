@@ -62,6 +62,11 @@ type KernelConfig struct {
 	MTU int
 	// UDPTimeout sets the router's nf_conntrack_udp_timeout; 0 keeps the kernel's.
 	UDPTimeout time.Duration
+	// Ruleset replaces the router's nftables ruleset (kernelRuleset) when not empty.
+	Ruleset string
+	// Sysctls are written in the router namespace, each name under
+	// /proc/sys/net/netfilter (nf_conntrack_tcp_timeout_established, ...).
+	Sysctls map[string]string
 }
 
 // Kernel is a running kernel topology. Down removes it.
@@ -167,8 +172,18 @@ func UpKernel(cfg KernelConfig) (_ *Kernel, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("enable ip_forward in %s: %w", k.Router, err)
 	}
-	if err := k.nft(kernelRuleset); err != nil {
+	ruleset := kernelRuleset
+	if cfg.Ruleset != "" {
+		ruleset = cfg.Ruleset
+	}
+	if err := k.nft(ruleset); err != nil {
 		return nil, err
+	}
+	for name, v := range cfg.Sysctls {
+		path := "/proc/sys/net/netfilter/" + name
+		if err := lab.Do(k.Router, func() error { return os.WriteFile(path, []byte(v+"\n"), 0) }); err != nil {
+			return nil, fmt.Errorf("set %s=%s in %s: %w", name, v, k.Router, err)
+		}
 	}
 	if cfg.UDPTimeout > 0 {
 		secs := strconv.Itoa(int(cfg.UDPTimeout / time.Second))

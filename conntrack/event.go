@@ -14,7 +14,7 @@ type EventType uint8
 
 const (
 	EventNew     EventType = iota // NEW: an entry was created
-	EventUpdate                   // UPDATE: TCP state changed, or the entry became assured
+	EventUpdate                   // UPDATE: TCP state changed, the first reply was seen, or the entry became assured
 	EventDestroy                  // DESTROY: an entry was destroyed, Reason says why
 	EventVerdict                  // VERDICT: one packet's verdict, made by the policy engine
 )
@@ -38,6 +38,7 @@ type Event struct {
 	Proto           uint8
 	OldState, State TCPState // UPDATE: before and after; others: current
 	Assured         bool
+	Replied         bool   // a reply was seen; conntrack -E prints [UNREPLIED] until then
 	Reason          Reason // DESTROY only
 	// Idle is how long the idle timer had run (now - last refresh) and
 	// Timeout the idle timeout of the state at the time: for a DESTROY
@@ -60,6 +61,7 @@ func (e *Entry) Event(typ EventType, at time.Time) Event {
 		OldState: e.State,
 		State:    e.State,
 		Assured:  e.Assured,
+		Replied:  e.Replied,
 		Timeout:  e.Timeout,
 		Packets:  e.Packets,
 		Bytes:    e.Bytes,
@@ -93,9 +95,10 @@ func (e Event) String() string {
 	if e.Reply != e.Orig.Reply() {
 		b.WriteString(" reply " + e.Reply.String())
 	}
-	if !e.Assured && e.Type != EventVerdict {
+	if !e.Replied && e.Type != EventVerdict {
 		b.WriteString(" [UNREPLIED]")
-	} else if e.Assured {
+	}
+	if e.Assured {
 		b.WriteString(" [ASSURED]")
 	}
 	if e.Type == EventDestroy {

@@ -87,9 +87,14 @@ const (
 
 // CanOpen reports whether a TCP segment with these flags may create an entry: a SYN
 // without ACK always; a segment of the ACK class (ACK without SYN, FIN or RST) only
-// as a mid-stream pickup (Linux's tcp_new with nf_conntrack_tcp_loose=1). Create
-// applies exactly this rule, so a caller can ask before allocating anything.
+// as a mid-stream pickup (Linux's tcp_new with nf_conntrack_tcp_loose=1); never a
+// combination ValidFlags refuses (SYN-FIN, say, which tcp_error calls invalid
+// before tcp_new runs). Create applies exactly this rule, so a caller can ask before
+// allocating anything.
 func CanOpen(flags uint8, pickup bool) bool {
+	if !ValidFlags(flags) {
+		return false
+	}
 	switch segmentClass(flags) {
 	case segSYN:
 		return true
@@ -189,8 +194,10 @@ const (
 	// OnFull policy (DropNew, or EarlyDrop without a victim) refused.
 	Full
 	// Invalid: the packet does not fit the state of its entry (Track),
-	// for example an out-of-window RST, or cannot open one (Create), for
-	// example a bare ACK without pickup. No state changed.
+	// for example an out-of-window RST or a SYN-FIN, or cannot open one
+	// (Create), for example a bare ACK without pickup: what Linux's
+	// conntrack calls ct state invalid. No state changed (but see
+	// Linux's nf_tcp_handle_invalid in tcp.go).
 	Invalid
 	// Clash: Create made no entry because the reply tuple is already used
 	// by another live entry (a NAT allocation that collides).
@@ -217,8 +224,9 @@ const (
 	// room (EvictLRU or EarlyDrop).
 	ReasonEvicted
 	// ReasonClosed: the TCP flow ended through its own teardown, TIME_WAIT
-	// or CLOSE (after a FIN exchange or an RST) reaching its timeout, or a
-	// new SYN on the tuple.
+	// or CLOSE (after a FIN exchange or an RST) reaching its timeout, a new
+	// SYN on the tuple, or an RST before any reply (Linux deletes such an
+	// entry at once).
 	ReasonClosed
 	// ReasonFlushed: every entry was destroyed at once (a middlebox reboot).
 	ReasonFlushed

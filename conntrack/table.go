@@ -17,7 +17,15 @@ type Config struct {
 	Refresh Refresh
 	// Timeouts are the idle timeouts; every one must be positive.
 	Timeouts Timeouts
+	// MaxRetrans is how many repeats of a TCP segment make an entry take the
+	// max_retrans timeout (Linux nf_conntrack_tcp_max_retrans); 0 means
+	// DefaultMaxRetrans.
+	MaxRetrans int
 }
+
+// DefaultMaxRetrans is Linux's nf_conntrack_tcp_max_retrans default, 3
+// (nf_conntrack_proto_tcp.c, tcp_max_retrans).
+const DefaultMaxRetrans = 3
 
 // Packet is what the table needs of one packet; the caller fills it from
 // a decoded header and owns it.
@@ -26,10 +34,15 @@ type Packet struct {
 	Len    int  // bytes counted
 	Inside bool // arrived from the inside (RefreshInside counts only these)
 	// TCP only.
-	TCPFlags   uint8 // the flags byte: FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10
-	Seq, Ack   uint32
-	Window     uint16 // as on the wire, unscaled
-	PayloadLen int    // bytes of TCP payload (RefreshData counts only segments with payload)
+	TCPFlags uint8 // the flags byte: FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10
+	Seq, Ack uint32
+	Window   uint16 // as on the wire, unscaled
+	// HasWScale and WScale are the window scale option of a SYN or SYN-ACK
+	// (RFC 7323 2.2: the shift count, of which Linux's tcp_options keeps at
+	// most 14); the table reads them only on segments with SYN set.
+	HasWScale  bool
+	WScale     uint8
+	PayloadLen int // bytes of TCP payload (RefreshData counts only segments with payload)
 }
 
 // Ref is a handle on an entry, valid until the entry is destroyed (then Get
@@ -57,7 +70,10 @@ func entryID(i, gen uint32) uint64 { return uint64(gen>>1)<<32 | uint64(i+1) }
 
 // Result is what Track or Create did with one packet.
 type Result struct {
-	Status          Status
+	Status Status
+	// Replied: a packet was seen in the reply direction (Linux
+	// IPS_SEEN_REPLY; conntrack -L shows [UNREPLIED] until then).
+	Replied         bool
 	Ref             Ref // the entry (Hit, Created, Invalid)
 	Dir             Dir
 	OldState, State TCPState
@@ -70,8 +86,9 @@ type Result struct {
 	KeepaliveAck bool
 	// Refreshed: the packet restarted the idle timer (see Refresh).
 	Refreshed bool
-	// Updated: the packet changed the entry's TCP state or made it assured,
-	// what conntrack -E reports as an UPDATE (Status Hit only).
+	// Updated: the packet changed the entry's TCP state, made it assured or
+	// was its first reply, what conntrack -E reports as an UPDATE (Status Hit
+	// only).
 	Updated     bool
 	Orig, Reply Key
 }
@@ -84,8 +101,12 @@ type Entry struct {
 	Orig, Reply Key // Reply differs from Orig.Reply() under NAT
 	Proto       uint8
 	State       TCPState // TCPNone for protocols other than TCP
-	// Assured: both directions seen (TCP: the handshake completed).
+	// Assured: Linux's IPS_ASSURED, what early drop spares: a TCP handshake
+	// completed (or a picked-up flow answered), a UDP flow still active 2 s
+	// after its creation with replies; never ICMP.
 	Assured bool
+	// Replied: a packet was seen in the reply direction (IPS_SEEN_REPLY).
+	Replied bool
 	Created time.Time
 	// LastRefresh is when the idle timer last restarted (exact); the entry
 	// expires at LastRefresh + Timeout.
@@ -93,7 +114,9 @@ type Entry struct {
 	// LastSeen is when the last packet of the entry was counted, whether
 	// or not it restarted the timer; millisecond resolution.
 	LastSeen time.Time
-	// Timeout is the idle timeout of the current state.
+	// Timeout is the idle timeout in force: the current state's, or for TCP
+	// the one its last refresh chose (CLOSE's after an RST, unacknowledged,
+	// max_retrans).
 	Timeout time.Duration
 	// Per Dir.
 	Packets, Bytes [2]uint64
@@ -104,6 +127,12 @@ type Entry struct {
 	Window           [2]uint16
 	SeqKnown         [2]bool
 	AckKnown         [2]bool
+	// WindowScale is the window scale shift in force per Dir (0 unless both
+	// SYNs carried the option); Unacked says the direction has data in
+	// flight; Retrans counts repeats of the last segment (Linux retrans).
+	WindowScale [2]uint8
+	Unacked     [2]bool
+	Retrans     int
 	// OrigInside: the packet that created the entry arrived from the inside
 	// (Packet.Inside), so the original sender lives on the inside.
 	OrigInside bool
@@ -188,6 +217,12 @@ func New(cfg Config) (*Table, error) {
 	if err := cfg.Timeouts.Validate(); err != nil {
 		return nil, err
 	}
+	if err := validMaxRetrans(cfg.MaxRetrans); err != nil {
+		return nil, err
+	}
+	if cfg.MaxRetrans == 0 {
+		cfg.MaxRetrans = DefaultMaxRetrans
+	}
 	t := &Table{cfg: cfg}
 	t.slab.init()
 	t.index.init()
@@ -199,6 +234,13 @@ func New(cfg Config) (*Table, error) {
 func validOnFull(o OnFull) error {
 	if int(o) >= len(onFullNames) {
 		return fmt.Errorf("conntrack: invalid on-full policy %d", o)
+	}
+	return nil
+}
+
+func validMaxRetrans(n int) error {
+	if n < 0 || n > 255 {
+		return fmt.Errorf("conntrack: max_retrans %d out of range: it must be between 1 and 255 (0 for the default %d)", n, DefaultMaxRetrans)
 	}
 	return nil
 }
@@ -264,47 +306,67 @@ func (t *Table) liveLocked(k *Key, ns int64, gone *[]Destroyed) (uint32, Dir, bo
 	return i, dir, true
 }
 
-func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Destroyed) Result {
+func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Destroyed) (res Result) {
 	r := t.slab.at(i)
-	res := Result{Status: Hit, Ref: t.ref(i), Dir: dir, OldState: r.state}
-	oldFlags := r.flags
+	old := r.state
+	oldFlags, oldFlags2, oldClass := r.flags, r.flags2, r.class()
 	wasDroppable := droppable(r)
-	ignore := false // accepted without restarting the timer
+	var v tcpVerdict // the zero value: accepted, the state's timeout
 	if r.proto == ProtoTCP {
-		switch t.tcpLocked(r, dir, p, &res) {
+		v = t.tcpLocked(r, dir, p)
+		switch v.act() {
 		case tcpInvalid:
 			t.stats.Invalid++
-			res.Status = Invalid
-			res.State = r.state
-			res.Assured = r.flags&rfAssured != 0
-			res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
+			if v.shrink() {
+				t.shrinkLocked(i, r, ns)
+			}
+			t.resultLocked(&res, i, r, Invalid, dir, old, v, false, false)
 			return res
-		case tcpIgnore:
-			ignore = true
 		case tcpReopen:
 			t.destroyLocked(i, r, ReasonClosed, ns, gone)
 			return Result{Status: Miss}
+		case tcpKill:
+			r.packets[dir]++
+			if p.Len > 0 {
+				r.bytes[dir] += uint64(p.Len)
+			}
+			r.refreshed, r.seenMs = ns, 0
+			r.setClass(v.class())
+			t.resultLocked(&res, i, r, Hit, dir, old, v, false, false)
+			t.destroyLocked(i, r, ReasonClosed, ns, gone)
+			return res
 		}
-		if res.Keepalive {
+		if v.keepalive() {
 			t.stats.KeepaliveProbes++
 		}
-	} else if dir == Reply {
-		r.flags |= rfAssured
+	} else {
+		t.otherLocked(r, ns)
+		v = v.withClass(oldClass)
+	}
+	if dir == Reply && r.flags2&rf2Replied == 0 {
+		// Linux's nf_conntrack_in sets IPS_SEEN_REPLY after the protocol's
+		// handler: the first reply itself is judged as unreplied.
+		r.flags2 |= rf2Replied
 	}
 
 	r.packets[dir]++
 	if p.Len > 0 {
 		r.bytes[dir] += uint64(p.Len)
 	}
-	changed := r.state != res.OldState || (r.flags^oldFlags)&rfAssured != 0
-	refresh := changed || !ignore && t.refreshesLocked(r.proto, p, &res)
-	// A refresh moves the deadline earlier only after SetTimeLeft pushed the
-	// timer past now: then, as for a state change, the wheel must know.
+	changed := r.state != old || (r.flags^oldFlags)&rfAssured != 0
+	refresh := changed || v.act() != tcpIgnore && t.refreshesLocked(r.proto, p, v.keepalive(), v.keepaliveAck())
+	// A refresh moves the deadline earlier after SetTimeLeft pushed the timer
+	// past now, or when it takes a shorter timeout class: then, as for a state
+	// change, the wheel must know.
 	retime := changed
 	if refresh {
 		retime = retime || r.refreshed > ns
 		r.refreshed = ns
 		r.seenMs = 0
+		if v.class() != oldClass {
+			r.setClass(v.class())
+			retime = true
+		}
 	} else {
 		r.seenMs = sinceMs(ns, r.refreshed)
 	}
@@ -316,24 +378,63 @@ func (t *Table) trackLocked(i uint32, dir Dir, p *Packet, ns int64, gone *[]Dest
 	if retime {
 		t.retimeLocked(i, r)
 	}
-	res.Updated = changed
-	res.State = r.state
-	res.Assured = r.flags&rfAssured != 0
-	res.Refreshed = refresh
-	res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
+	updated := changed || (r.flags2^oldFlags2)&rf2Replied != 0
+	t.resultLocked(&res, i, r, Hit, dir, old, v, refresh, updated)
 	return res
 }
 
+// resultLocked fills res, the caller's return value, with the Result of a packet
+// of entry i (record r) from dir that found it in state old.
+func (t *Table) resultLocked(res *Result, i uint32, r *record, st Status, dir Dir, old TCPState, v tcpVerdict, refreshed, updated bool) {
+	res.Status, res.Replied, res.Ref, res.Dir = st, r.flags2&rf2Replied != 0, t.ref(i), dir
+	res.OldState, res.State, res.Assured = old, r.state, r.flags&rfAssured != 0
+	res.Keepalive, res.KeepaliveAck, res.Refreshed, res.Updated = v.keepalive(), v.keepaliveAck(), refreshed, updated
+	res.Orig, res.Reply = r.origKey(), t.replyKeyLocked(i, r)
+}
+
+// udpStreamAfter is how long after its creation a replied UDP flow must still be
+// active to become a stream: Linux's nf_conntrack_udp_packet sets stream_ts to
+// creation + 2 s and gives the stream timeout (and ASSURED) only to a packet
+// after it.
+const udpStreamAfter = int64(2 * time.Second)
+
+// otherLocked is the state machine of a protocol other than TCP, before the
+// packet's replied mark: a UDP flow that has seen a reply and is still active
+// more than 2 s after its creation becomes assured and takes the stream timeout
+// (udp_timeout_stream); a request answered once keeps the unreplied timeout.
+// ICMP and other protocols are never assured (nf_conntrack_icmp_packet and
+// generic_packet only refresh).
+func (t *Table) otherLocked(r *record, ns int64) {
+	if r.proto == ProtoUDP && r.flags&rfAssured == 0 && r.flags2&rf2Replied != 0 && ns-r.created > udpStreamAfter {
+		r.flags |= rfAssured
+	}
+}
+
+// shrinkLocked gives an assured entry that met an out-of-window RST after its
+// peer's FIN or RST the unacknowledged timeout from now, if it has at least
+// 120 s left and more than that (Linux nf_tcp_handle_invalid).
+func (t *Table) shrinkLocked(i uint32, r *record, ns int64) {
+	left := t.deadlineLocked(r) - ns
+	if left < int64(120*time.Second) || left <= int64(t.cfg.Timeouts.TCPUnacknowledged) {
+		return
+	}
+	seen := r.refreshed + int64(r.seenMs)*int64(time.Millisecond)
+	r.refreshed = ns
+	r.seenMs = sinceMs(seen, ns)
+	r.setClass(classUnack)
+	t.retimeLocked(i, r)
+}
+
 // refreshesLocked applies the refresh rule to a packet that did not change
-// the entry's state.
-func (t *Table) refreshesLocked(proto uint8, p *Packet, res *Result) bool {
+// the entry's state; keepalive and keepaliveAck say what the packet is.
+func (t *Table) refreshesLocked(proto uint8, p *Packet, keepalive, keepaliveAck bool) bool {
 	switch t.cfg.Refresh {
 	case RefreshInside:
 		return p.Inside
 	case RefreshData:
-		return proto != ProtoTCP || p.PayloadLen > 0 && !res.Keepalive
+		return proto != ProtoTCP || p.PayloadLen > 0 && !keepalive
 	case RefreshNoKeepalive:
-		return !res.Keepalive && !res.KeepaliveAck
+		return !keepalive && !keepaliveAck
 	}
 	return true
 }
@@ -380,16 +481,9 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool, gone *[
 		t.stats.Clash++
 		return Result{Status: Clash}
 	}
-	state := TCPNone
-	if p.Key.Proto == ProtoTCP {
-		if !CanOpen(p.TCPFlags, pickup) {
-			t.stats.Invalid++
-			return Result{Status: Invalid}
-		}
-		state = TCPEstablished // a pickup
-		if segmentClass(p.TCPFlags) == segSYN {
-			state = TCPSynSent
-		}
+	if p.Key.Proto == ProtoTCP && !CanOpen(p.TCPFlags, pickup) {
+		t.stats.Invalid++
+		return Result{Status: Invalid}
 	}
 	if t.slab.live >= t.cfg.Capacity && !t.makeRoomLocked(ns, gone) {
 		t.stats.Full++
@@ -401,9 +495,12 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool, gone *[
 	k := p.Key
 	r.src, r.dst, r.sport, r.dport, r.proto = k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto
 	r.created, r.refreshed = ns, ns
-	r.state = state
-	if state != TCPNone {
-		t.tcpInitLocked(r, p)
+	res := Result{Status: Created, Ref: t.ref(i), Dir: Original, OldState: TCPNone, Refreshed: true, Orig: k, Reply: reply}
+	if k.Proto == ProtoTCP {
+		// tcp_new, then the segment through the state machine as any other:
+		// from NONE a SYN leads to SYN_SENT, a picked-up segment to ESTABLISHED.
+		tcpNewLocked(r, p, pickup)
+		r.setClass(t.tcpLocked(r, Original, p).class())
 	}
 	if p.Inside {
 		r.flags2 |= rf2OrigInside
@@ -423,10 +520,8 @@ func (t *Table) Create(p *Packet, now time.Time, reply Key, pickup bool, gone *[
 	t.lru.add(i, droppable(r))
 	t.fileLocked(i, r)
 	t.stats.Created++
-	return Result{
-		Status: Created, Ref: t.ref(i), Dir: Original, OldState: TCPNone, State: state,
-		Refreshed: true, Orig: k, Reply: reply,
-	}
+	res.State = r.state
+	return res
 }
 
 // makeRoomLocked frees one slot in a full table: an expired entry if there
@@ -478,6 +573,7 @@ func (t *Table) entryLocked(i uint32, r *record) Entry {
 		Proto:       r.proto,
 		State:       r.state,
 		Assured:     r.flags&rfAssured != 0,
+		Replied:     r.flags2&rf2Replied != 0,
 		Created:     t.timeAt(r.created),
 		LastRefresh: t.timeAt(r.refreshed),
 		LastSeen:    t.timeAt(r.refreshed + int64(r.seenMs)*int64(time.Millisecond)),
@@ -487,11 +583,14 @@ func (t *Table) entryLocked(i uint32, r *record) Entry {
 		NextSeq:     r.nextSeq,
 		LastAck:     r.lastAck,
 		Window:      r.window,
+		Retrans:     int(r.retrans),
 	}
 	e.OrigInside = r.flags2&rf2OrigInside != 0
 	for d := Original; d <= Reply; d++ {
 		e.SeqKnown[d] = r.flags&seqKnownBit(d) != 0
 		e.AckKnown[d] = r.flags&ackKnownBit(d) != 0
+		e.WindowScale[d] = r.scaleOf(d)
+		e.Unacked[d] = r.flags3&unackedBit(d) != 0
 	}
 	return e
 }
@@ -705,6 +804,21 @@ func (t *Table) SetRefresh(r Refresh) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.cfg.Refresh = r
+	return nil
+}
+
+// SetMaxRetrans replaces Config.MaxRetrans (0 means DefaultMaxRetrans) for the
+// segments that follow.
+func (t *Table) SetMaxRetrans(n int) error {
+	if err := validMaxRetrans(n); err != nil {
+		return err
+	}
+	if n == 0 {
+		n = DefaultMaxRetrans
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.cfg.MaxRetrans = n
 	return nil
 }
 

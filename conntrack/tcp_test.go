@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -83,10 +84,6 @@ func TestTCPTransitions(t *testing.T) {
 		}, false},
 		{"client RST", seq(handshake, []step{{o, rst | ack, 0, Hit, TCPClose}}), true},
 		{"server RST", seq(handshake, []step{{r, rst, 0, Hit, TCPClose}}), true},
-		{"RST answers SYN", []step{
-			{o, syn, 0, Created, TCPSynSent},
-			{r, rst | ack, 0, Hit, TCPClose},
-		}, false},
 		{"RST in SYN_RECV", []step{
 			{o, syn, 0, Created, TCPSynSent},
 			{r, syn | ack, 0, Hit, TCPSynRecv},
@@ -250,7 +247,12 @@ func TestTCPSeqTracking(t *testing.T) {
 
 func TestTCPRSTWindow(t *testing.T) {
 	// After the exchange below the server's last ack is 1101 with window
-	// 1000 and the client's is 5001 with window 1000.
+	// 1000 and the client's is 5001 with window 1000. Linux's
+	// nf_conntrack_tcp_packet (TCP_CONNTRACK_CLOSE) and tcp_in_window: an RST
+	// below the receiver's ack is invalid; exactly at it, it closes; inside
+	// the window it keeps ESTABLISHED for the receiver's challenge ACK (RFC
+	// 5961 3.2); past the window by less than a window it is ignored, further
+	// out invalid.
 	setup := func(t *testing.T) *flow {
 		tab := newTable(t)
 		f := newFlow(t, tab, tcpKey)
@@ -260,70 +262,199 @@ func TestTCPRSTWindow(t *testing.T) {
 		return f
 	}
 	cases := []struct {
-		name  string
-		d     Dir
-		seq   uint32
-		valid bool
+		name   string
+		d      Dir
+		seq    uint32
+		status Status
+		state  TCPState
 	}{
-		{"client at rcv.nxt", o, 1101, true},
-		{"client inside window", o, 1500, true},
-		{"client at window edge", o, 2101, true},
-		{"client past window", o, 2102, false},
-		{"client before rcv.nxt", o, 1100, false},
-		{"client far away", o, 0x80001101, false},
-		{"server at rcv.nxt", r, 5001, true},
-		{"server at window edge", r, 6001, true},
-		{"server past window", r, 6002, false},
-		{"server before rcv.nxt", r, 5000, false},
+		{"client at rcv.nxt", o, 1101, Hit, TCPClose},
+		{"client inside window", o, 1500, Hit, TCPEstablished},
+		{"client at window edge", o, 2101, Hit, TCPEstablished},
+		{"client past window by less than a window", o, 2102, Hit, TCPEstablished},
+		{"client past window by more", o, 3102, Invalid, TCPEstablished},
+		{"client before rcv.nxt", o, 1100, Invalid, TCPEstablished},
+		{"client far away", o, 0x80001101, Invalid, TCPEstablished},
+		{"server at rcv.nxt", r, 5001, Hit, TCPClose},
+		{"server at window edge", r, 6001, Hit, TCPEstablished},
+		{"server past window by more", r, 7002, Invalid, TCPEstablished},
+		{"server before rcv.nxt", r, 5000, Invalid, TCPEstablished},
 	}
 	for _, tc := range cases {
 		for _, flags := range []uint8{rst, rst | ack} {
 			t.Run(tc.name+"/"+map[uint8]string{rst: "RST", rst | ack: "RST-ACK"}[flags], func(t *testing.T) {
 				f := setup(t)
-				res := f.tab.Track(tcp4(f.wire(tc.d), flags, tc.seq, 0), f.now)
-				want, state := Invalid, TCPEstablished
-				if tc.valid {
-					want, state = Hit, TCPClose
+				ackNo := uint32(0)
+				if flags&ack != 0 {
+					ackNo = f.nxt[1-tc.d]
 				}
-				if res.Status != want || res.State != state {
-					t.Fatalf("%v %v, want %v %v", res.Status, res.State, want, state)
+				res := f.tab.Track(tcp4(f.wire(tc.d), flags, tc.seq, ackNo), f.now)
+				if res.Status != tc.status || res.State != tc.state {
+					t.Fatalf("%v %v, want %v %v", res.Status, res.State, tc.status, tc.state)
 				}
 				checkKeys(t, res, f.key, f.rep, tc.d)
-				// An invalid RST leaves the flow working both ways.
-				if !tc.valid {
+				// An RST that does not close leaves the flow working both ways.
+				if tc.state != TCPClose {
 					for _, d := range []Dir{o, r} {
 						if res := f.send(d, ack, 0); res.Status != Hit || res.State != TCPEstablished {
-							t.Errorf("after invalid RST, %v ACK: %v %v", d, res.Status, res.State)
+							t.Errorf("after the RST, %v ACK: %v %v", d, res.Status, res.State)
 						}
 					}
 				}
 			})
 		}
 	}
-	t.Run("window stretched to unacknowledged data", func(t *testing.T) {
+	t.Run("inexact RST takes CLOSE's timeout, the challenge ACK the unacknowledged one", func(t *testing.T) {
+		// The RST moves the client's end to its seq (tcp_in_window takes it as
+		// sent), which the server never acknowledges: Linux then counts data
+		// as unacknowledged and caps ESTABLISHED at timeout_unacknowledged.
 		f := setup(t)
-		for range 5 {
-			f.send(o, psh|ack, 1000)
+		to := DefaultTimeouts()
+		res := f.tab.Track(tcp4(f.key, rst, 1500, 0), f.now)
+		e, _ := f.tab.Get(res.Ref)
+		if e.State != TCPEstablished || e.Timeout != to.TCP[TCPClose] {
+			t.Fatalf("after the RST: %v timeout %v", e.State, e.Timeout)
 		}
-		// Sent up to 6101, acknowledged 1101, window 1000.
-		if res := f.tab.Track(tcp4(f.key, rst, 6101, 0), f.now); res.Status != Hit {
-			t.Errorf("RST at snd.nxt: %v", res.Status)
+		f.send(r, ack, 0) // the server's challenge ACK
+		e, _ = f.tab.Get(res.Ref)
+		if e.State != TCPEstablished || e.Timeout != to.TCPUnacknowledged || !e.Unacked[Original] {
+			t.Fatalf("after the challenge ACK: %v timeout %v", e.State, e.Timeout)
 		}
 	})
-	t.Run("SYN_SENT needs the SYN acknowledged", func(t *testing.T) {
+	t.Run("RST right after the sender's data closes", func(t *testing.T) {
+		f := setup(t)
+		f.send(o, psh|ack, 500) // in flight, not yet acknowledged
+		if res := f.tab.Track(tcp4(f.key, rst|ack, 1601, 5001), f.now); res.Status != Hit || res.State != TCPClose {
+			t.Errorf("RST at snd.nxt after data: %v %v", res.Status, res.State)
+		}
+	})
+	t.Run("the window is scaled", func(t *testing.T) {
+		// Both SYNs carry window scale 7: the server's window field 1000
+		// means 128000 bytes, so an RST 60000 bytes past its ack is inside.
+		tab := newTable(t)
+		f := newFlow(t, tab, tcpKey)
+		p := f.pkt(o, syn, 0)
+		p.HasWScale, p.WScale = true, 7
+		f.opened = true
+		tab.Create(p, f.now, f.rep, false)
+		f.advance(o, p)
+		p = f.pkt(r, syn|ack, 0)
+		p.HasWScale, p.WScale = true, 7
+		tab.Track(p, f.now)
+		f.advance(r, p)
+		f.send(o, ack, 0)
+		res := f.send(r, ack, 0)
+		if e, _ := tab.Get(res.Ref); e.WindowScale != [2]uint8{7, 7} {
+			t.Fatalf("window scale %v", e.WindowScale)
+		}
+		if res := tab.Track(tcp4(f.key, rst, 1001+60000, 0), f.now); res.Status != Hit || res.State != TCPEstablished {
+			t.Errorf("RST inside the scaled window: %v %v", res.Status, res.State)
+		}
+		if res := tab.Track(tcp4(f.key, rst, 1001+300000, 0), f.now); res.Status != Invalid {
+			t.Errorf("RST past the scaled window: %v", res.Status)
+		}
+	})
+	t.Run("scaling needs both SYNs", func(t *testing.T) {
+		tab := newTable(t)
+		f := newFlow(t, tab, tcpKey)
+		p := f.pkt(o, syn, 0)
+		p.HasWScale, p.WScale = true, 7
+		f.opened = true
+		tab.Create(p, f.now, f.rep, false)
+		f.advance(o, p)
+		f.send(r, syn|ack, 0)
+		res := f.send(o, ack, 0)
+		if e, _ := tab.Get(res.Ref); e.WindowScale != [2]uint8{0, 0} {
+			t.Fatalf("window scale %v, want none: the SYN-ACK had no option", e.WindowScale)
+		}
+	})
+	t.Run("SYN_SENT: the RST's ACK must cover no more than the SYN", func(t *testing.T) {
+		// The reply direction's first segment starts its tracking, so its
+		// seq is never out of window; its ACK is checked (tcp_in_window III,
+		// after Linux's adjustment for an ACK one past, a keepalive's answer).
 		for _, tc := range []struct {
 			flags uint8
+			seq   uint32
 			ack   uint32
 			want  Status
-		}{{rst | ack, 1001, Hit}, {rst | ack, 1002, Invalid}, {rst, 0, Invalid}} {
+		}{
+			{rst | ack, 0, 1001, Hit},
+			{rst | ack, 0, 1002, Hit},
+			{rst | ack, 0, 1003, Invalid},
+			{rst, 0, 0, Hit},
+			{rst, 12345, 0, Hit},
+		} {
 			tab := newTable(t)
 			f := newFlow(t, tab, tcpKey)
 			f.send(o, syn, 0)
-			if res := tab.Track(tcp4(f.rep, tc.flags, 0, tc.ack), f.now); res.Status != tc.want {
-				t.Errorf("flags %#x ack %d: %v, want %v", tc.flags, tc.ack, res.Status, tc.want)
+			res := tab.Track(tcp4(f.rep, tc.flags, tc.seq, tc.ack), f.now)
+			if res.Status != tc.want {
+				t.Errorf("flags %#x seq %d ack %d: %v, want %v", tc.flags, tc.seq, tc.ack, res.Status, tc.want)
 			}
 		}
 	})
+}
+
+// TestRSTOnlyReply: an RST before any reply deletes the entry at once (Linux
+// nf_conntrack_tcp_packet: "If only reply is a RST ... delete the conntrack
+// immediately"), reason closed, so that it neither lingers in CLOSE nor counts
+// against a limit; once a reply was seen, an RST leaves the entry in CLOSE.
+func TestRSTOnlyReply(t *testing.T) {
+	cases := []struct {
+		name   string
+		pickup bool
+		steps  []step
+		gone   bool
+	}{
+		{"RST answers the SYN", false, []step{
+			{o, syn, 0, Created, TCPSynSent},
+			{r, rst | ack, 0, Hit, TCPClose},
+		}, true},
+		{"the client aborts its SYN", false, []step{
+			{o, syn, 0, Created, TCPSynSent},
+			{o, rst, 0, Hit, TCPClose},
+		}, true},
+		{"RST answers a picked-up segment", true, []step{
+			{o, psh | ack, 10, Created, TCPEstablished},
+			{r, rst, 0, Hit, TCPClose},
+		}, true},
+		{"RST after the SYN-ACK", false, []step{
+			{o, syn, 0, Created, TCPSynSent},
+			{r, syn | ack, 0, Hit, TCPSynRecv},
+			{o, rst, 0, Hit, TCPClose},
+		}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tab := newTable(t)
+			f := newFlow(t, tab, tcpKey)
+			f.pickup = tc.pickup
+			var res Result
+			for n, s := range tc.steps {
+				res = f.send(s.d, s.flags, s.data)
+				if res.Status != s.status || res.State != s.state {
+					t.Fatalf("step %d: %v %v, want %v %v", n, res.Status, res.State, s.status, s.state)
+				}
+			}
+			checkKeys(t, res, f.key, f.rep, tc.steps[len(tc.steps)-1].d)
+			_, _, found := tab.Lookup(f.key, f.now)
+			if found == tc.gone {
+				t.Fatalf("entry found %v after the RST, want %v", found, !tc.gone)
+			}
+			if !tc.gone {
+				return
+			}
+			if r := tab.destroyed.reasons; len(r) != 1 || r[0] != ReasonClosed {
+				t.Errorf("destroyed %v, want [closed]", r)
+			}
+			if e := tab.destroyed.entries[0]; e.State != TCPClose || e.Packets[Original]+e.Packets[Reply] != uint64(len(tc.steps)) {
+				t.Errorf("last snapshot %v packets %v", e.State, e.Packets)
+			}
+			if tab.Len() != 0 {
+				t.Error("entry still held")
+			}
+		})
+	}
 }
 
 func TestTCPPickup(t *testing.T) {
@@ -358,7 +489,9 @@ func TestTCPPickup(t *testing.T) {
 			checkKeys(t, res, tcpKey, tcpKey.Reply(), o)
 		})
 	}
-	t.Run("assured on the answer", func(t *testing.T) {
+	t.Run("assured after the answer", func(t *testing.T) {
+		// Linux marks IPS_SEEN_REPLY after the answer's own tracking, so the
+		// answer still counts as unreplied; the segment after it assures.
 		tab := newTable(t)
 		f := newFlow(t, tab, tcpKey)
 		f.pickup = true
@@ -369,10 +502,34 @@ func TestTCPPickup(t *testing.T) {
 			t.Fatal("assured without an answer")
 		}
 		res := f.send(r, ack, 0)
-		if !res.Assured || res.State != TCPEstablished {
+		if res.Assured || !res.Replied || res.State != TCPEstablished || !res.Updated {
 			t.Fatalf("answer: %+v", res)
 		}
 		checkKeys(t, res, tcpKey, tcpKey.Reply(), r)
+		if res := f.send(o, ack, 0); !res.Assured || !res.Updated {
+			t.Fatalf("after the answer: %+v", res)
+		}
+	})
+	t.Run("no ESTABLISHED timeout before the answer", func(t *testing.T) {
+		// nf_conntrack_tcp_packet: "ESTABLISHED without SEEN_REPLY, i.e.
+		// mid-connection pickup with loose=1. Avoid large ESTABLISHED timeout."
+		to := DefaultTimeouts()
+		tab := newTable(t)
+		f := newFlow(t, tab, tcpKey)
+		f.pickup = true
+		res := f.send(o, ack, 0)
+		e, _ := tab.Get(res.Ref)
+		if e.Timeout != to.TCPUnacknowledged {
+			t.Fatalf("picked up: timeout %v, want unacknowledged %v", e.Timeout, to.TCPUnacknowledged)
+		}
+		f.send(r, ack, 0) // the answer itself is still unreplied
+		if e, _ = tab.Get(res.Ref); e.Timeout != to.TCPUnacknowledged {
+			t.Fatalf("answer: timeout %v", e.Timeout)
+		}
+		f.send(o, ack, 0)
+		if e, _ = tab.Get(res.Ref); e.Timeout != to.TCP[TCPEstablished] {
+			t.Fatalf("after the answer: timeout %v", e.Timeout)
+		}
 	})
 }
 
@@ -523,15 +680,20 @@ func TestKeepalive(t *testing.T) {
 }
 
 // TestTCPReopen: a SYN on a TIME_WAIT or CLOSE entry ends it (closed) and
-// reports Miss; Create then makes the new connection's entry, whose
-// original direction is the SYN's.
+// reports Miss when Linux would reopen (a FIN was seen, or the SYN's side sent
+// the RST); Create then makes the new connection's entry, whose original
+// direction is the SYN's.
 func TestTCPReopen(t *testing.T) {
 	timeWait := seq(handshake, []step{
 		{o, fin | ack, 0, Hit, TCPFinWait},
 		{r, fin | ack, 0, Hit, TCPLastAck},
 		{o, ack, 0, Hit, TCPTimeWait},
 	})
-	closed := seq(handshake, []step{{r, rst, 0, Hit, TCPClose}})
+	// The client resets: its own new SYN replaces the entry (Linux: last_dir ==
+	// dir && last_index == TCP_RST_SET).
+	closed := seq(handshake, []step{{o, rst | ack, 0, Hit, TCPClose}})
+	// A FIN was seen (IP_CT_TCP_FLAG_CLOSE_INIT), then the server reset.
+	finThenRST := seq(handshake, []step{{o, fin | ack, 0, Hit, TCPFinWait}, {r, rst, 0, Hit, TCPClose}})
 	cases := []struct {
 		name   string
 		steps  []step
@@ -541,6 +703,7 @@ func TestTCPReopen(t *testing.T) {
 		{"client SYN on TIME_WAIT", timeWait, o, false},
 		{"server SYN on TIME_WAIT", timeWait, r, false},
 		{"client SYN on CLOSE", closed, o, false},
+		{"client SYN on CLOSE after a FIN", finThenRST, o, false},
 		{"Create on TIME_WAIT", timeWait, o, true},
 		{"Create on CLOSE", closed, o, true},
 	}
@@ -575,5 +738,163 @@ func TestTCPReopen(t *testing.T) {
 				t.Errorf("stats %+v", s)
 			}
 		})
+	}
+}
+
+// TestTCPResyncAfterIgnoredSYN: after the server reset an ESTABLISHED
+// connection, the client's SYN on the same tuple is ignored (neither side
+// started a close, and the RST was not the client's), and the server's SYN-ACK
+// that acknowledges it takes the new connection up in SYN_RECV, as Linux's
+// nf_conntrack_tcp_packet does (case b of its ignored packets).
+func TestTCPResyncAfterIgnoredSYN(t *testing.T) {
+	tab := newTable(t)
+	f := newFlow(t, tab, tcpKey)
+	f.handshake()
+	f.send(r, rst, 0)
+	p := tcp4(f.key, syn, 777, 0)
+	p.HasWScale, p.WScale = true, 3
+	res := tab.Track(p, f.now)
+	if res.Status != Hit || res.State != TCPClose || res.Refreshed {
+		t.Fatalf("SYN on CLOSE: %+v", res)
+	}
+	sa := tcp4(f.rep, syn|ack, 9000, 778)
+	sa.HasWScale, sa.WScale = true, 5
+	res = tab.Track(sa, f.now)
+	if res.Status != Hit || res.OldState != TCPClose || res.State != TCPSynRecv || !res.Updated {
+		t.Fatalf("SYN-ACK: %+v", res)
+	}
+	if res := tab.Track(tcp4(f.key, ack, 778, 9001), f.now); res.State != TCPEstablished {
+		t.Fatalf("ACK: %+v", res)
+	}
+	e, _ := tab.Get(res.Ref)
+	if e.NextSeq != [2]uint32{778, 9001} || e.WindowScale != [2]uint8{3, 5} {
+		t.Errorf("resynchronised tracking: next %v scale %v", e.NextSeq, e.WindowScale)
+	}
+	if s := tab.Stats(); s.Created != 1 {
+		t.Errorf("created %d entries, want the one", s.Created)
+	}
+}
+
+// TestTCPInvalidFlags: flag combinations Linux's tcp_error refuses (its
+// tcp_valid_flags) never open an entry, and never change one.
+func TestTCPInvalidFlags(t *testing.T) {
+	bad := []uint8{syn | fin, syn | rst, syn | fin | ack, 0, fin, fin | psh, rst | fin, psh, syn | ack | flagURG, rst | ack | flagURG}
+	good := []uint8{syn, syn | flagURG, syn | ack, rst, rst | ack, fin | ack, fin | ack | flagURG, ack, ack | flagURG, psh | ack, syn | flagECE | flagCWR, rst | psh}
+	for _, f := range bad {
+		if ValidFlags(f) {
+			t.Errorf("ValidFlags(%#x) = true", f)
+		}
+		if CanOpen(f, true) {
+			t.Errorf("CanOpen(%#x) = true", f)
+		}
+		tab := newTable(t)
+		if res := tab.Create(tcp4(tcpKey, f, 1000, 0), t0, tcpKey.Reply(), true); res.Status != Invalid || tab.Len() != 0 {
+			t.Errorf("Create(%#x): %v, %d entries", f, res.Status, tab.Len())
+		}
+		fl := newFlow(t, tab, tcpKey)
+		fl.handshake()
+		before, _ := tab.Get(fl.send(o, ack, 0).Ref)
+		if res := tab.Track(tcp4(tcpKey, f, 1001, 5001), t0.Add(time.Second)); res.Status != Invalid || res.Refreshed {
+			t.Errorf("Track(%#x): %+v", f, res)
+		}
+		if after, _ := tab.Get(fl.send(o, ack, 0).Ref); after.State != before.State {
+			t.Errorf("%#x changed the state to %v", f, after.State)
+		}
+	}
+	for _, f := range good {
+		if !ValidFlags(f) {
+			t.Errorf("ValidFlags(%#x) = false", f)
+		}
+	}
+}
+
+// TestFastPathSameAsSlow: tcpEstablishedLocked does exactly what the general path
+// does for the segments it takes. Random traffic on a few flows (data both ways,
+// retransmissions, keepalives and their answers, window changes, now and then a FIN
+// or an RST) goes through two tables, one with the fast path off; every result and
+// every entry must be the same.
+func TestFastPathSameAsSlow(t *testing.T) {
+	defer func() { fastPath = true }()
+	rng := rand.New(rand.NewPCG(1, 2))
+	fast, slow := newTable(t), newTable(t)
+	type flowState struct {
+		key Key
+		nxt [2]uint32
+	}
+	var flows []*flowState
+	for n := range 8 {
+		flows = append(flows, &flowState{key: nthKey(ProtoTCP, n), nxt: [2]uint32{rng.Uint32(), rng.Uint32()}})
+	}
+	now := t0
+	both := func(p *Packet, create bool) {
+		t.Helper()
+		q := *p
+		var a, b Result
+		fastPath = true
+		if create {
+			a = fast.Create(p, now, p.Key.Reply(), false)
+		} else {
+			a = fast.Track(p, now)
+		}
+		fastPath = false
+		if create {
+			b = slow.Create(&q, now, q.Key.Reply(), false)
+		} else {
+			b = slow.Track(&q, now)
+		}
+		if a != b {
+			t.Fatalf("%+v:\n fast %+v\n slow %+v", *p, a, b)
+		}
+		if a.Status == Hit || a.Status == Created {
+			ea, _ := fast.Get(a.Ref)
+			eb, _ := slow.Get(b.Ref)
+			if ea != eb {
+				t.Fatalf("%+v:\n fast %+v\n slow %+v", *p, ea, eb)
+			}
+		}
+	}
+	seg := func(f *flowState, d Dir, flags uint8, seq, ack uint32, n int, win uint16) *Packet {
+		k := f.key
+		if d == Reply {
+			k = k.Reply()
+		}
+		return &Packet{Key: k, Len: 40 + n, TCPFlags: flags, Seq: seq, Ack: ack, Window: win, PayloadLen: n, Inside: d == Original}
+	}
+	for _, f := range flows {
+		both(seg(f, Original, syn, f.nxt[0], 0, 0, 64240), true)
+		f.nxt[0]++
+		both(seg(f, Reply, syn|ack, f.nxt[1], f.nxt[0], 0, 65160), false)
+		f.nxt[1]++
+		both(seg(f, Original, ack, f.nxt[0], f.nxt[1], 0, 502), false)
+	}
+	for range 20000 {
+		now = now.Add(time.Duration(rng.IntN(200)) * time.Millisecond)
+		f := flows[rng.IntN(len(flows))]
+		d := Dir(rng.IntN(2))
+		win := uint16(502 + rng.IntN(3)*1000)
+		if rng.IntN(20) == 0 {
+			win = 0
+		}
+		switch x := rng.IntN(100); {
+		case x < 50: // data
+			n := 1 + rng.IntN(1400)
+			both(seg(f, d, psh|ack, f.nxt[d], f.nxt[1-d], n, win), false)
+			f.nxt[d] += uint32(n)
+		case x < 65: // a bare ACK, maybe of less than all
+			back := uint32(rng.IntN(2)) * uint32(rng.IntN(500))
+			both(seg(f, d, ack, f.nxt[d], f.nxt[1-d]-back, 0, win), false)
+		case x < 80: // a retransmission of the last 100 bytes
+			both(seg(f, d, psh|ack, f.nxt[d]-100, f.nxt[1-d], 100, win), false)
+		case x < 92: // a keepalive probe and its answer
+			both(seg(f, d, ack, f.nxt[d]-1, f.nxt[1-d], 0, win), false)
+			both(seg(f, 1-d, ack, f.nxt[1-d], f.nxt[d], 0, win), false)
+		case x < 96: // URG, ECE: flags the fast path leaves to the general one
+			both(seg(f, d, ack|flagURG|flagECE, f.nxt[d], f.nxt[1-d], 0, win), false)
+		case x < 98: // a FIN, closing that flow for good
+			both(seg(f, d, fin|ack, f.nxt[d], f.nxt[1-d], 0, win), false)
+			f.nxt[d]++
+		default: // an RST, exact or not
+			both(seg(f, d, rst, f.nxt[d]+uint32(rng.IntN(2))*777, 0, 0, 0), false)
+		}
 	}
 }

@@ -11,6 +11,14 @@ import (
 type Timeouts struct {
 	// TCP is indexed by TCPState.
 	TCP [NumTCPStates]time.Duration
+	// TCPUnacknowledged caps the timeout of a TCP entry whose last refresh
+	// found data not yet acknowledged, and of a picked-up entry that has seen
+	// no reply (Linux timeouts[TCP_CONNTRACK_UNACK]).
+	TCPUnacknowledged time.Duration
+	// TCPMaxRetrans caps the timeout of a TCP entry once its last segment
+	// was repeated Config.MaxRetrans times, or whose last ACK advertised a
+	// zero window (Linux timeouts[TCP_CONNTRACK_RETRANS]).
+	TCPMaxRetrans time.Duration
 	// UDPUnreplied applies to a UDP entry that has seen no reply.
 	UDPUnreplied time.Duration
 	// UDPReplied applies once both directions were seen (assured).
@@ -38,6 +46,8 @@ func DefaultTimeouts() Timeouts {
 	t.TCP[TCPTimeWait] = 120 * time.Second       // nf_conntrack_tcp_timeout_time_wait 120 s
 	t.TCP[TCPClose] = 10 * time.Second           // nf_conntrack_tcp_timeout_close 10 s
 	t.TCP[TCPSynSent2] = 120 * time.Second       // tcp_timeouts[TCP_CONNTRACK_SYN_SENT2] 2 min (no sysctl)
+	t.TCPUnacknowledged = 300 * time.Second      // nf_conntrack_tcp_timeout_unacknowledged 300 s
+	t.TCPMaxRetrans = 300 * time.Second          // nf_conntrack_tcp_timeout_max_retrans 300 s
 	t.UDPUnreplied = 30 * time.Second            // nf_conntrack_udp_timeout 30 s
 	t.UDPReplied = 120 * time.Second             // nf_conntrack_udp_timeout_stream 120 s
 	t.ICMP = 30 * time.Second                    // nf_conntrack_icmp_timeout, nf_conntrack_icmpv6_timeout 30 s
@@ -55,7 +65,8 @@ func (t *Timeouts) Validate() error {
 	for _, f := range []struct {
 		name string
 		d    time.Duration
-	}{{"UDP unreplied", t.UDPUnreplied}, {"UDP replied", t.UDPReplied}, {"ICMP", t.ICMP}, {"generic", t.Generic}} {
+	}{{"TCP unacknowledged", t.TCPUnacknowledged}, {"TCP max_retrans", t.TCPMaxRetrans},
+		{"UDP unreplied", t.UDPUnreplied}, {"UDP replied", t.UDPReplied}, {"ICMP", t.ICMP}, {"generic", t.Generic}} {
 		if f.d <= 0 {
 			return fmt.Errorf("conntrack: %s timeout is %v; it must be positive", f.name, f.d)
 		}
@@ -63,12 +74,36 @@ func (t *Timeouts) Validate() error {
 	return nil
 }
 
-// timeout is the idle timeout of an entry of protocol proto in TCP state
-// st with the given assured flag.
-func (t *Timeouts) timeout(proto uint8, st TCPState, assured bool) time.Duration {
+// timeoutClass is which timeout a TCP entry's last refresh chose, by the rules
+// of Linux's nf_conntrack_tcp_packet (see tcpTimeoutLocked): the state's own,
+// CLOSE's after an RST, or the state's capped by the unacknowledged or the
+// max_retrans timeout. It is kept, not recomputed, so that packets that do not
+// restart the timer cannot move the deadline, as in Linux, where the timeout is
+// set only when the timer is.
+type timeoutClass uint8
+
+const (
+	classState   timeoutClass = iota // timeouts[new_state]
+	classClose                       // an RST: timeouts[TCP_CONNTRACK_CLOSE], whatever the state
+	classUnack                       // min(timeouts[state], timeouts[TCP_CONNTRACK_UNACK])
+	classRetrans                     // min(timeouts[state], timeouts[TCP_CONNTRACK_RETRANS])
+)
+
+// timeout is the idle timeout of an entry of protocol proto in TCP state st
+// with timeout class c (TCP) or the given assured flag (UDP).
+func (t *Timeouts) timeout(proto uint8, st TCPState, c timeoutClass, assured bool) time.Duration {
 	switch proto {
 	case ProtoTCP:
-		return t.TCP[st]
+		d := t.TCP[st]
+		switch c {
+		case classClose:
+			d = t.TCP[TCPClose]
+		case classUnack:
+			d = min(d, t.TCPUnacknowledged)
+		case classRetrans:
+			d = min(d, t.TCPMaxRetrans)
+		}
+		return d
 	case ProtoUDP:
 		if assured {
 			return t.UDPReplied

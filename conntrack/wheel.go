@@ -52,7 +52,7 @@ func (w *wheel) nextVisit(b uint16) int64 {
 
 // timeoutLocked is the idle timeout of record r under the current timeouts.
 func (t *Table) timeoutLocked(r *record) time.Duration {
-	return t.cfg.Timeouts.timeout(r.proto, r.state, r.flags&rfAssured != 0)
+	return t.cfg.Timeouts.timeout(r.proto, r.state, r.class(), r.flags&rfAssured != 0)
 }
 
 // deadlineLocked is the first instant (ns since base) at which r is expired.

@@ -59,7 +59,7 @@ func ConnOf(e *conntrack.EntryInfo, now time.Time) Conn {
 		ID:        e.ID,
 		Proto:     conntrack.ProtoName(e.Orig.Proto),
 		Assured:   e.Assured,
-		Unreplied: e.Packets[conntrack.Reply] == 0,
+		Unreplied: !e.Replied,
 		TimeLeft:  e.TimeLeft.Seconds(),
 		Timeout:   e.Timeout.Seconds(),
 		Idle:      max(now.Sub(e.LastSeen), 0).Seconds(),
@@ -100,7 +100,7 @@ func EventOf(ev *policy.Event, start time.Time) Event {
 			j.OldState = ev.OldState.String()
 		}
 	}
-	j.Assured, j.Unreplied = ev.Assured, ev.Packets[conntrack.Reply] == 0
+	j.Assured, j.Unreplied = ev.Assured, !ev.Replied
 	p, b := perDir(ev.Packets), perDir(ev.Bytes)
 	j.Packets, j.Bytes = &p, &b
 	if ev.Type == conntrack.EventDestroy {

@@ -53,7 +53,8 @@ type Status uint8
 const (
 	// Assured: both directions seen (TCP: the handshake completed), conntrack's ASSURED.
 	Assured Status = 1 << iota
-	// Unreplied: nothing seen in the reply direction yet, conntrack's [UNREPLIED].
+	// Unreplied: nothing seen in the reply direction yet (no IPS_SEEN_REPLY),
+	// conntrack's [UNREPLIED].
 	Unreplied
 )
 
@@ -376,7 +377,7 @@ func (f Filter) MatchEntry(e *conntrack.EntryInfo) bool {
 	if f.ID != 0 && e.ID != f.ID {
 		return false
 	}
-	return f.matchTuple(e.Orig) && f.matchConn(e.State, e.Assured, e.Packets[conntrack.Reply] == 0) && f.matchNAT(e.Orig, e.Reply)
+	return f.matchTuple(e.Orig) && f.matchConn(e.State, e.Assured, !e.Replied) && f.matchNAT(e.Orig, e.Reply)
 }
 
 // WantsVerdicts reports whether f asks for VERDICT events.
@@ -398,7 +399,7 @@ func (f Filter) MatchEvent(ev *policy.Event) bool {
 	if !f.matchTuple(ev.Orig) || !f.matchNAT(ev.Orig, ev.Reply) {
 		return false
 	}
-	return ev.Type == conntrack.EventVerdict || f.matchConn(ev.State, ev.Assured, ev.Packets[conntrack.Reply] == 0)
+	return ev.Type == conntrack.EventVerdict || f.matchConn(ev.State, ev.Assured, !ev.Replied)
 }
 
 // MatchPacket reports whether f picks a packet of the flow whose original tuple is

@@ -14,10 +14,11 @@ import (
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
 
-// entry is a live connection with the given tuples, state and reply packets.
+// entry is a live connection with the given tuples, state and reply packets (replied
+// once there is one, as the table sets IPS_SEEN_REPLY).
 func entry(id uint64, orig, reply conntrack.Key, st conntrack.TCPState, assured bool, replies uint64) *conntrack.EntryInfo {
 	return &conntrack.EntryInfo{Entry: conntrack.Entry{ID: id, Orig: orig, Reply: reply, Proto: orig.Proto, State: st,
-		Assured: assured, Packets: [2]uint64{3, replies}}, TimeLeft: time.Second}
+		Assured: assured, Replied: replies > 0, Packets: [2]uint64{3, replies}}, TimeLeft: time.Second}
 }
 
 var (

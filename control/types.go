@@ -15,8 +15,10 @@ type Conn struct {
 	// State is the TCP state as Linux names it (ESTABLISHED); empty for other
 	// protocols.
 	State string `json:"state,omitempty"`
-	// Assured: both directions seen (TCP: the handshake completed). Unreplied:
-	// nothing seen in the reply direction yet. conntrack's ASSURED and [UNREPLIED].
+	// Assured: conntrack's ASSURED (TCP: the handshake completed; UDP: replied
+	// and still active 2 s after it opened, a stream). Unreplied: nothing seen in
+	// the reply direction yet (no IPS_SEEN_REPLY), conntrack's [UNREPLIED]. Neither:
+	// replied, not (yet) assured (Status says REPLIED).
 	Assured   bool `json:"assured"`
 	Unreplied bool `json:"unreplied"`
 	// TimeLeft is the time until the idle timeout fires; Timeout is the idle
@@ -40,13 +42,17 @@ type Conn struct {
 }
 
 // Status is Assured and Unreplied as one word for people: "ASSURED",
-// "UNREPLIED", or "" when neither holds (a TCP connection in SYN_RECV).
+// "UNREPLIED", "REPLIED" for a connection without TCP states that was answered
+// but is not (yet) assured (a UDP request and its answer, within 2 s: Linux
+// shows neither flag), or "" for a TCP one (SYN_RECV: its state says it).
 func (c *Conn) Status() string {
 	switch {
 	case c.Assured:
 		return "ASSURED"
 	case c.Unreplied:
 		return "UNREPLIED"
+	case c.State == "":
+		return "REPLIED"
 	}
 	return ""
 }

@@ -240,7 +240,7 @@ func (g *Gateway) pump(ctx context.Context, side policy.Side) error {
 			}
 			if rec != nil {
 				err := rec.Write(side, now, orig, arrival(res, dir))
-				if err == nil && res.Verdict == policy.Forward && string(orig) != string(res.Packet) {
+				if err == nil && res.Verdict == policy.Forward && res.Translated {
 					err = rec.Write(1-side, now, res.Packet, translated)
 				}
 				if err != nil {

@@ -26,8 +26,14 @@ import (
 // tcp4 builds an IPv4 TCP segment with valid checksums.
 func tcp4(t *testing.T, src, dst netip.AddrPort, flags uint8, seq, ack uint32, payload []byte) []byte {
 	t.Helper()
+	return tcp4TTL(t, 64, src, dst, flags, seq, ack, payload)
+}
+
+// tcp4TTL is tcp4 with the TTL given: 63 is tcp4's packet after the gateway's hop.
+func tcp4TTL(t *testing.T, ttl uint8, src, dst netip.AddrPort, flags uint8, seq, ack uint32, payload []byte) []byte {
+	t.Helper()
 	ip := &layers.IPv4{
-		Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, Flags: layers.IPv4DontFragment,
+		Version: 4, TTL: ttl, Protocol: layers.IPProtocolTCP, Flags: layers.IPv4DontFragment,
 		SrcIP: src.Addr().AsSlice(), DstIP: dst.Addr().AsSlice(),
 	}
 	tcp := &layers.TCP{
@@ -87,15 +93,17 @@ func TestGatewayInMemory(t *testing.T) {
 	client := netip.MustParseAddrPort("198.18.0.2:40000")
 	server := netip.MustParseAddrPort("198.19.0.2:80")
 
+	// Each crosses as a router forwards it: the TTL one lower, the header checksum
+	// what a fresh computation gives, nothing else changed.
 	syn := tcp4(t, client, server, packet.TCPSyn, 1000, 0, nil)
 	inside.Inbound <- syn
-	if got := receive(t, "SYN from the inside", outside.Outbound); !bytes.Equal(got, syn) {
-		t.Fatalf("SYN came out on the outside changed:\n got %x\nwant %x", got, syn)
+	if got, want := receive(t, "SYN from the inside", outside.Outbound), tcp4TTL(t, 63, client, server, packet.TCPSyn, 1000, 0, nil); !bytes.Equal(got, want) {
+		t.Fatalf("SYN came out on the outside as\n got %x\nwant %x", got, want)
 	}
 	synAck := tcp4(t, server, client, packet.TCPSyn|packet.TCPAck, 5000, 1001, nil)
 	outside.Inbound <- synAck
-	if got := receive(t, "SYN-ACK from the outside", inside.Outbound); !bytes.Equal(got, synAck) {
-		t.Fatalf("SYN-ACK came out on the inside changed:\n got %x\nwant %x", got, synAck)
+	if got, want := receive(t, "SYN-ACK from the outside", inside.Outbound), tcp4TTL(t, 63, server, client, packet.TCPSyn|packet.TCPAck, 5000, 1001, nil); !bytes.Equal(got, want) {
+		t.Fatalf("SYN-ACK came out on the inside as\n got %x\nwant %x", got, want)
 	}
 
 	// A data segment of a connection the gateway never saw.

@@ -66,13 +66,15 @@ type Running struct {
 }
 
 // LabNetworks are the networks on each side of every lab, for the engine to route by:
-// the client's prefixes inside, the server's outside, and the NAT addresses as the
-// gateway's own (nothing answers on them when NAT is off).
+// the client's prefixes inside, the server's outside, and as the gateway's own
+// addresses its router addresses toward the client (the source of the time exceeded
+// it sends there) and the NAT addresses (the same toward the server; nothing answers
+// on them when NAT is off).
 func LabNetworks() policy.Networks {
 	return policy.Networks{
 		Inside:  []netip.Prefix{lab.InsideNet4, lab.InsideNet6},
 		Outside: []netip.Prefix{lab.OutsideNet4, lab.OutsideNet6},
-		Gateway: []netip.Addr{lab.NATAddr4, lab.NATAddr6},
+		Gateway: []netip.Addr{lab.RouterAddr4, lab.RouterAddr6, lab.NATAddr4, lab.NATAddr6},
 	}
 }
 

@@ -56,6 +56,13 @@ var (
 	// for OutsideNet4/OutsideNet6, which leads into the gateway.
 	NATAddr4 = netip.MustParseAddr("198.19.0.1")
 	NATAddr6 = netip.MustParseAddr("fd00:19::1")
+
+	// RouterAddr4 and RouterAddr6 are the gateway's addresses toward the client,
+	// as a router hop: the ICMP time exceeded it sends the client comes from
+	// them (toward the server, from NATAddr4/NATAddr6). Like the NAT addresses
+	// they are on no interface; the kernel router of `make bench` has the same.
+	RouterAddr4 = netip.MustParseAddr("198.18.0.1")
+	RouterAddr6 = netip.MustParseAddr("fd00:18::1")
 )
 
 const (

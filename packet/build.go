@@ -209,6 +209,12 @@ func buildIP(dst []byte, src, dstA netip.Addr, proto uint8, l4HeaderLen int, pay
 // broadcast (ErrNotUnicast). from must be of offending's IP version
 // (ErrAddrFamily). dst may share memory with offending.
 func BuildUnreachable(dst []byte, offending []byte, from netip.Addr) ([]byte, error) {
+	return buildICMPError(dst, offending, from, ICMPv4Unreachable, ICMPv4CodeAdminProhibited, ICMPv6Unreachable, ICMPv6CodeAdminProhibited)
+}
+
+// buildICMPError is BuildUnreachable with the ICMPv4 type and code t4, c4 and
+// the ICMPv6 ones t6, c6.
+func buildICMPError(dst []byte, offending []byte, from netip.Addr, t4, c4, t6, c6 uint8) ([]byte, error) {
 	var p Info
 	if err := Decode(offending, &p); err != nil {
 		return nil, err
@@ -250,9 +256,9 @@ func BuildUnreachable(dst []byte, offending []byte, from netip.Addr) ([]byte, er
 	// The quote first: dst may overlap offending, and copy is a memmove.
 	copy(b[hdr:], offending[:quote])
 	m := b[hl:]
-	m[icmpType], m[icmpCode] = ICMPv4Unreachable, ICMPv4CodeAdminProhibited
+	m[icmpType], m[icmpCode] = t4, c4
 	if p.Version == 6 {
-		m[icmpType], m[icmpCode] = ICMPv6Unreachable, ICMPv6CodeAdminProhibited
+		m[icmpType], m[icmpCode] = t6, c6
 	}
 	binary.BigEndian.PutUint16(m[icmpChecksum:], 0)
 	binary.BigEndian.PutUint32(m[icmpID:], 0)

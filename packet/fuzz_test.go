@@ -436,6 +436,15 @@ func FuzzBuilders(f *testing.F) {
 			}
 		}
 
+		// A router's hop: the checksum stays as right (or wrong) as it was.
+		if c := append([]byte(nil), b...); DecrementHopLimit(c, &p) {
+			var q Info
+			if err := Decode(c, &q); err != nil || ChecksumsValid(c, &q) != ChecksumsValid(b, &p) || HopLimit(c, &q) != HopLimit(b, &p)-1 {
+				t.Fatalf("DecrementHopLimit broke the packet: %v", err)
+			}
+		}
+		TCPWindowScale(b, &p)
+
 		bare, err := BuildRST(dst, netip.AddrPortFrom(p.Dst, p.DstPort), netip.AddrPortFrom(p.Src, p.SrcPort), seq, ack, withAck)
 		if err == nil {
 			var r Info

@@ -21,8 +21,10 @@ import (
 //  2. a later fragment follows its first fragment's verdict (frag.go);
 //  3. a TCP, UDP or ICMP echo packet is tracked in the table (newconn.go): a live
 //     connection's packet is translated (translate.go) and forwarded; any other may
-//     open a connection, or is an orphan (orphan.go); an ICMP error follows the
-//     connection it quotes (translate.go);
+//     open a connection, or is an orphan (orphan.go) or invalid (the invalid rule);
+//     an ICMP error follows the connection it quotes (translate.go); a packet whose
+//     TTL runs out is answered with ICMP time exceeded once the table has seen it,
+//     and a forwarded one has its TTL decremented (hop.go);
 //  4. what the table destroyed on the way is released and ended (destroy.go);
 //  5. events go to subscribers (events.go) and the verdict is counted.
 //
@@ -46,9 +48,13 @@ type Engine struct {
 
 	frags fragTable
 
-	// nets are the networks on each side (SetNetworks), compiled into routes.
+	// nets are the networks on each side (SetNetworks), compiled into routes, which
+	// also hold the gateway's router address on each side (hop.go).
 	nets   Networks
 	routes routes
+	// ttlOut says the packet being processed may not be forwarded, its TTL having
+	// run out (hop.go).
+	ttlOut bool
 	// adopt holds the TCP flows open before the gateway was put in their path,
 	// until each is picked up (adopt.go).
 	adopt map[conntrack.Key]struct{}
@@ -79,10 +85,11 @@ func NewEngine(p Policy) (*Engine, error) {
 	e.nat.init(&e.pol.NAT)
 	e.routes = compileRoutes(&e.nets, &e.pol.NAT)
 	t, err := conntrack.New(conntrack.Config{
-		Capacity: p.Capacity,
-		OnFull:   conntrack.OnFull(p.OnFull),
-		Refresh:  conntrack.Refresh(p.Refresh),
-		Timeouts: p.Timeouts.ConntrackTimeouts(),
+		Capacity:   p.Capacity,
+		OnFull:     conntrack.OnFull(p.OnFull),
+		Refresh:    conntrack.Refresh(p.Refresh),
+		Timeouts:   p.Timeouts.ConntrackTimeouts(),
+		MaxRetrans: p.TCPMaxRetrans,
 	})
 	if err != nil {
 		return nil, err
@@ -98,9 +105,10 @@ func (e *Engine) Policy() Policy {
 	return e.pol.clone()
 }
 
-// SetPolicy changes the policy of a running engine. Timeouts, refresh rule, on_full,
-// orphan, reset_on_expire, max_conns_per_source, source_check and verdict_events
-// change live; NAT and capacity are fixed for the engine's life.
+// SetPolicy changes the policy of a running engine. Timeouts, tcp_max_retrans, refresh
+// rule, on_full, orphan, invalid, reset_on_expire, max_conns_per_source, source_check,
+// decrement_ttl and verdict_events change live; NAT and capacity are fixed for the
+// engine's life.
 func (e *Engine) SetPolicy(p Policy) error {
 	if err := p.Validate(); err != nil {
 		return err
@@ -116,6 +124,7 @@ func (e *Engine) SetPolicy(p Policy) error {
 	e.table.SetTimeouts(p.Timeouts.ConntrackTimeouts())
 	e.table.SetRefresh(conntrack.Refresh(p.Refresh))
 	e.table.SetOnFull(conntrack.OnFull(p.OnFull))
+	e.table.SetMaxRetrans(p.TCPMaxRetrans)
 	e.pol = p.clone()
 	return nil
 }
@@ -166,6 +175,9 @@ func (e *Engine) Process(pkt []byte, dir Dir, now time.Time, res *Result) {
 	res.reset()
 	e.mu.Lock()
 	e.processLocked(pkt, dir, now, res)
+	if res.Verdict == Forward && e.pol.DecrementTTL {
+		packet.DecrementHopLimit(pkt, &res.Info) // processLocked forwards nothing at 1
+	}
 	if len(e.gone) > 0 {
 		e.endIntoLocked(res)
 	}
@@ -199,6 +211,13 @@ func (e *Engine) processLocked(pkt []byte, dir Dir, now time.Time, res *Result) 
 		res.Verdict, res.Reason = Drop, why
 		return
 	}
+	// ip_forward's TTL check: after conntrack (trackLocked applies it once the table
+	// has seen the packet), before any verdict of the filter.
+	e.ttlOut = e.pol.DecrementTTL && packet.HopLimit(pkt, p) <= 1
+	if e.ttlOut && !tracked(p) {
+		e.timeExceededLocked(pkt, p, dir, res)
+		return
+	}
 	if p.Fragment && !p.HasL4 {
 		e.laterFragmentLocked(pkt, p, now, res)
 		return
@@ -226,6 +245,13 @@ func (e *Engine) processLocked(pkt []byte, dir Dir, now time.Time, res *Result) 
 	if p.Fragment && p.MoreFrags && p.FragOffset == 0 {
 		e.frags.record(wireSrc, wireDst, p, res.Verdict == Forward, now)
 	}
+}
+
+// tracked reports whether the table tracks p: a TCP or UDP packet with its ports, or
+// an ICMP echo.
+func tracked(p *packet.Info) bool {
+	return (p.Proto == packet.ProtoTCP || p.Proto == packet.ProtoUDP) && p.HasL4 ||
+		(p.Proto == packet.ProtoICMP || p.Proto == packet.ProtoICMPv6) && p.ICMPEcho
 }
 
 // FlowKey is the connection-table tuple of a decoded packet as it is on the wire,

@@ -415,7 +415,7 @@ func TestPickupRefusesWhatConntrackRefuses(t *testing.T) {
 		})
 		r.handshake(cli, srv)
 		r.advance(6 * time.Second)
-		r.send(tcp(t, cli, srv, "FA", 1003, 5001, ""), Outbound, Drop, ReasonOrphan)
+		r.send(tcp(t, cli, srv, "FA", 1003, 5001, ""), Outbound, Drop, ReasonInvalid) // invalid: drop; Linux calls it invalid
 		r.send(tcp(t, cli, srv, "A", 1003, 5001, ""), Outbound, Forward, ReasonPickup)
 	}
 }

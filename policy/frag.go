@@ -72,10 +72,12 @@ func (e *Engine) laterFragmentLocked(pkt []byte, p *packet.Info, now time.Time, 
 		res.Verdict, res.Reason = Drop, ReasonFragment
 		return
 	}
+	translated := f.src != p.Src || f.dst != p.Dst
 	if f.src != p.Src && !packet.SetSource(pkt, p, f.src, 0) ||
 		f.dst != p.Dst && !packet.SetDestination(pkt, p, f.dst, 0) {
 		res.Verdict, res.Reason = Drop, ReasonFragment
 		return
 	}
+	res.Translated = translated
 	res.Verdict, res.Reason = Forward, ReasonTracked
 }

@@ -17,18 +17,21 @@ var (
 	client4 = netip.MustParseAddr("198.18.0.2")
 	server4 = netip.MustParseAddr("198.19.0.2")
 	out4    = netip.MustParseAddr("198.19.0.1")
+	gw4     = netip.MustParseAddr("198.18.0.1") // the gateway's address toward the client
 	client6 = netip.MustParseAddr("fd00:18::2")
 	server6 = netip.MustParseAddr("fd00:19::2")
 	out6    = netip.MustParseAddr("fd00:19::1")
+	gw6     = netip.MustParseAddr("fd00:18::1")
 	t0      = time.Unix(1_000_000, 0)
 )
 
 // labNets are the lab's networks (lab.InsideNet4 and so on; policy does not import
-// lab), with its NAT addresses as the gateway's own.
+// lab), with its router addresses toward the client and its NAT addresses as the
+// gateway's own.
 var labNets = Networks{
 	Inside:  []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("fd00:18::/64")},
 	Outside: []netip.Prefix{netip.MustParsePrefix("198.19.0.0/24"), netip.MustParsePrefix("fd00:19::/64")},
-	Gateway: []netip.Addr{out4, out6},
+	Gateway: []netip.Addr{gw4, gw6, out4, out6},
 }
 
 // Packet builders: gopacket, independent of the packet package under test.

@@ -24,21 +24,63 @@ func (e *Engine) trackLocked(pkt []byte, p *packet.Info, dir Dir, now time.Time,
 		Window:     p.Window,
 		PayloadLen: p.PayloadLen,
 	}
+	if p.TCPFlags&packet.TCPSyn != 0 && p.Proto == packet.ProtoTCP {
+		cp.WScale, cp.HasWScale = packet.TCPWindowScale(pkt, p)
+	}
 	r := e.ctTrackLocked(now)
 	switch r.Status {
-	case conntrack.Hit, conntrack.Invalid:
+	case conntrack.Hit:
 		res.Conn = r
-		if !e.translate(pkt, p, &r) {
+		if e.ttlOut {
+			e.timeExceededLocked(pkt, p, dir, res)
+			return
+		}
+		if !e.translate(pkt, p, &r, res) {
 			res.Verdict, res.Reason = Drop, ReasonNATNoAddress
 			return
 		}
 		res.Verdict, res.Reason = Forward, ReasonTracked
-		if r.Status == conntrack.Invalid {
-			res.Reason = ReasonInvalid
+		return
+	case conntrack.Invalid:
+		res.Conn = r
+		if e.ttlOut {
+			e.timeExceededLocked(pkt, p, dir, res)
+			return
 		}
+		e.invalidLocked(dir, res)
+		return
+	}
+	if e.ttlOut {
+		// Linux's conntrack made an entry, but the packet died before the entry was
+		// confirmed: nothing is opened.
+		e.timeExceededLocked(pkt, p, dir, res)
 		return
 	}
 	e.newLocked(pkt, p, dir, now, res)
+}
+
+// invalidLocked applies the invalid rule to a packet Linux's conntrack calls invalid.
+// Accepted, it leaves as it came, untracked: not translated (Linux's NAT skips a
+// packet without a conntrack, which is why a NAT leaks them without `ct state invalid
+// drop`). An inbound one under NAT is addressed to the NAT address, which a Linux
+// router would take for itself: it is dropped.
+func (e *Engine) invalidLocked(dir Dir, res *Result) {
+	res.Verdict, res.Reason = Drop, ReasonInvalid
+	if e.pol.Invalid == InvalidAccept && !(e.pol.NAT.Enabled && dir == Inbound) {
+		res.Verdict = Forward
+	}
+}
+
+// linuxInvalid says whether a packet of no connection that may not open one is what
+// Linux's conntrack calls invalid, for the invalid rule, rather than an orphan, for
+// the orphan rule: a TCP flag combination tcp_error refuses, always; and under
+// orphan: pickup, the kernel's own behaviour, whatever it cannot pick up (a FIN, an
+// RST, a SYN-ACK, an echo reply: tcp_new and icmp_packet refuse them).
+func (e *Engine) linuxInvalid(p *packet.Info) bool {
+	if p.Proto == packet.ProtoTCP && !conntrack.ValidFlags(p.TCPFlags) {
+		return true
+	}
+	return e.pol.Orphan == OrphanPickup
 }
 
 // mayOpen says whether a packet of no live connection may open one, and whether as a
@@ -72,6 +114,10 @@ func (e *Engine) newLocked(pkt []byte, p *packet.Info, dir Dir, now time.Time, r
 	}
 	open, pickup := e.mayOpen(p, dir)
 	if !open {
+		if e.linuxInvalid(p) {
+			e.invalidLocked(dir, res)
+			return
+		}
 		e.orphanLocked(pkt, p, dir, res, ReasonOrphan)
 		return
 	}
@@ -107,7 +153,7 @@ func (e *Engine) newLocked(pkt []byte, p *packet.Info, dir Dir, now time.Time, r
 		e.perSource[src]++
 		e.counted[r.Orig] = src
 	}
-	if !e.translate(pkt, p, &r) {
+	if !e.translate(pkt, p, &r, res) {
 		res.Verdict, res.Reason = Drop, ReasonNATNoAddress
 		return
 	}
@@ -152,6 +198,10 @@ func (e *Engine) inboundNATLocked(pkt []byte, p *packet.Info, now time.Time, res
 	}
 	open, pickup := e.mayOpen(p, Outbound) // the mapping was opened from inside: inbound may start a flow on it
 	if !open {
+		if e.linuxInvalid(p) {
+			e.invalidLocked(Inbound, res)
+			return
+		}
 		e.orphanLocked(pkt, p, Inbound, res, ReasonOrphan)
 		return
 	}
@@ -166,7 +216,7 @@ func (e *Engine) inboundNATLocked(pkt []byte, p *packet.Info, now time.Time, res
 		return
 	}
 	e.nat.addRef(m, p.Src)
-	if !e.translate(pkt, p, &r) {
+	if !e.translate(pkt, p, &r, res) {
 		res.Verdict, res.Reason = Drop, ReasonNATNoAddress
 		return
 	}

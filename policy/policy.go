@@ -15,6 +15,10 @@ import (
 type Policy struct {
 	// Timeouts are the idle timeouts per protocol and TCP state.
 	Timeouts Timeouts `yaml:"timeouts" json:"timeouts"`
+	// TCPMaxRetrans is how many repeats of a TCP segment without an answer
+	// give the connection timeouts.tcp.max_retrans (Linux
+	// nf_conntrack_tcp_max_retrans, 3), from 1 to 255.
+	TCPMaxRetrans int `yaml:"tcp_max_retrans" json:"tcp_max_retrans"`
 	// Capacity is the most connections the table holds (Linux nf_conntrack_max).
 	Capacity int `yaml:"capacity" json:"capacity"`
 	// OnFull is what happens to a new connection when the table is full.
@@ -24,6 +28,13 @@ type Policy struct {
 	// Orphan is what a packet of no live connection gets when it may not open one:
 	// a TCP segment other than a SYN, or a UDP datagram toward the inside.
 	Orphan Orphan `yaml:"orphan" json:"orphan"`
+	// Invalid is what a packet Linux's conntrack calls invalid gets: one that does
+	// not fit its connection's state (an RST out of window, an ACK in SYN_SENT), a
+	// TCP flag combination no stack sends (SYN+FIN), and, under orphan: pickup,
+	// one of no connection that cannot open one (a FIN after the idle expiry).
+	// accept mirrors Linux without an INVALID rule (they pass untracked and
+	// untranslated); drop mirrors `ct state invalid drop`.
+	Invalid Invalid `yaml:"invalid" json:"invalid"`
 	// ResetOnExpire sends a RST to both ends of an ESTABLISHED TCP connection at the
 	// moment its idle timeout fires (Azure Load Balancer with TCP reset enabled).
 	ResetOnExpire bool `yaml:"reset_on_expire" json:"reset_on_expire"`
@@ -36,6 +47,11 @@ type Policy struct {
 	// route are dropped either way. It acts only where the engine knows the networks
 	// (Engine.SetNetworks).
 	SourceCheck bool `yaml:"source_check" json:"source_check"`
+	// DecrementTTL lowers the IPv4 TTL / IPv6 Hop Limit of every forwarded packet
+	// by one, as a router does, and answers a packet that arrives with 1 (or 0)
+	// with ICMP time exceeded instead of forwarding it: the gateway is a hop for
+	// traceroute. false makes it a bump in the wire.
+	DecrementTTL bool `yaml:"decrement_ttl" json:"decrement_ttl"`
 	// NAT is source NAT of the inside network to one outside address.
 	NAT NAT `yaml:"nat" json:"nat"`
 	// VerdictEvents emits one VERDICT event per packet to every event subscriber
@@ -69,6 +85,13 @@ type TCPTimeouts struct {
 	TimeWait    Duration `yaml:"time_wait" json:"time_wait"`     // nf_conntrack_tcp_timeout_time_wait 120 s
 	Close       Duration `yaml:"close" json:"close"`             // nf_conntrack_tcp_timeout_close 10 s
 	SynSent2    Duration `yaml:"syn_sent2" json:"syn_sent2"`     // simultaneous open; Linux uses syn_sent's 120 s
+	// Unacknowledged caps the timeout while data is in flight unacknowledged, and
+	// of a picked-up connection nobody answered yet
+	// (nf_conntrack_tcp_timeout_unacknowledged 300 s).
+	Unacknowledged Duration `yaml:"unacknowledged" json:"unacknowledged"`
+	// MaxRetrans caps the timeout once a segment was repeated tcp_max_retrans
+	// times, or after a zero window (nf_conntrack_tcp_timeout_max_retrans 300 s).
+	MaxRetrans Duration `yaml:"max_retrans" json:"max_retrans"`
 }
 
 // NAT configures source NAT. Mapping and filtering are named as RFC 4787 names them.
@@ -89,16 +112,24 @@ type NAT struct {
 	Ports PortRange `yaml:"ports" json:"ports"`
 }
 
-// Default is Linux's netfilter: its timeouts, a 262144-entry table with early drop,
-// any packet refreshes, orphans dropped silently, strict source check, no NAT.
+// Default is a Linux stateful firewall: nf_conntrack's timeouts and state machine, a
+// 262144-entry table with early drop, any packet refreshes, and the ruleset of a
+// firewall (`ct state established,related accept; ct state new tcp flags syn
+// accept; drop`): orphans dropped silently and invalid packets dropped, where the
+// kernel without a ruleset picks a mid-stream packet up (nf_conntrack_tcp_loose=1)
+// and passes invalid ones untracked; the linux-conntrack profile is that. Strict
+// source check, the TTL decremented, no NAT.
 func Default() Policy {
 	return Policy{
-		Timeouts:    fromConntrack(conntrack.DefaultTimeouts()),
-		Capacity:    262144, // nf_conntrack_max on a machine above 4 GiB of RAM
-		OnFull:      OnFull(conntrack.EarlyDrop),
-		Refresh:     Refresh(conntrack.RefreshAny),
-		Orphan:      OrphanDrop,
-		SourceCheck: true,
+		Timeouts:      fromConntrack(conntrack.DefaultTimeouts()),
+		TCPMaxRetrans: conntrack.DefaultMaxRetrans,
+		Capacity:      262144, // nf_conntrack_max on a machine above 4 GiB of RAM
+		OnFull:        OnFull(conntrack.EarlyDrop),
+		Refresh:       Refresh(conntrack.RefreshAny),
+		Orphan:        OrphanDrop,
+		Invalid:       InvalidDrop,
+		SourceCheck:   true,
+		DecrementTTL:  true,
 		NAT: NAT{
 			Mapping:   EndpointIndependent,
 			Filtering: AddressAndPortDependent,
@@ -129,6 +160,8 @@ var timeoutFields = []struct {
 	{"timeouts.tcp.time_wait", func(t *Timeouts) *Duration { return &t.TCP.TimeWait }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPTimeWait] }},
 	{"timeouts.tcp.close", func(t *Timeouts) *Duration { return &t.TCP.Close }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPClose] }},
 	{"timeouts.tcp.syn_sent2", func(t *Timeouts) *Duration { return &t.TCP.SynSent2 }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCP[conntrack.TCPSynSent2] }},
+	{"timeouts.tcp.unacknowledged", func(t *Timeouts) *Duration { return &t.TCP.Unacknowledged }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCPUnacknowledged }},
+	{"timeouts.tcp.max_retrans", func(t *Timeouts) *Duration { return &t.TCP.MaxRetrans }, func(c *conntrack.Timeouts) *time.Duration { return &c.TCPMaxRetrans }},
 	{"timeouts.udp", func(t *Timeouts) *Duration { return &t.UDP }, func(c *conntrack.Timeouts) *time.Duration { return &c.UDPUnreplied }},
 	{"timeouts.udp_stream", func(t *Timeouts) *Duration { return &t.UDPStream }, func(c *conntrack.Timeouts) *time.Duration { return &c.UDPReplied }},
 	{"timeouts.icmp", func(t *Timeouts) *Duration { return &t.ICMP }, func(c *conntrack.Timeouts) *time.Duration { return &c.ICMP }},
@@ -230,6 +263,30 @@ func (o Orphan) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
 func (o *Orphan) UnmarshalText(b []byte) error {
 	i, err := enumParse("orphan", orphanNames, string(b))
 	*o = Orphan(i)
+	return err
+}
+
+// Invalid is the verdict for a packet Linux's conntrack calls invalid.
+type Invalid uint8
+
+const (
+	// InvalidDrop drops it: `ct state invalid drop`, or a firewall whose forward
+	// chain accepts only established, related and new connections.
+	InvalidDrop Invalid = iota
+	// InvalidAccept forwards it as it is, untracked (not translated, no entry
+	// changed): Linux with conntrack and no rule about invalid packets.
+	InvalidAccept
+)
+
+var invalidNames = []string{"drop", "accept"}
+
+func (v Invalid) String() string { return enumName(invalidNames, int(v)) }
+
+func (v Invalid) MarshalText() ([]byte, error) { return []byte(v.String()), nil }
+
+func (v *Invalid) UnmarshalText(b []byte) error {
+	i, err := enumParse("invalid", invalidNames, string(b))
+	*v = Invalid(i)
 	return err
 }
 
@@ -362,6 +419,9 @@ func (p *Policy) Validate() error {
 	}
 	if p.Capacity > conntrack.MaxCapacity {
 		return &fieldError{"capacity", fmt.Sprintf("must be at most %d connections (the table's limit), got %d", conntrack.MaxCapacity, p.Capacity)}
+	}
+	if p.TCPMaxRetrans < 1 || p.TCPMaxRetrans > 255 {
+		return &fieldError{"tcp_max_retrans", fmt.Sprintf("must be from 1 to 255 (Linux's default is 3), got %d", p.TCPMaxRetrans)}
 	}
 	if p.MaxConnsPerSource < 0 {
 		return &fieldError{"max_conns_per_source", fmt.Sprintf("must be 0 (no limit) or more, got %d", p.MaxConnsPerSource)}

@@ -52,6 +52,7 @@ const (
 const (
 	srcLinux    = "Linux Documentation/networking/nf_conntrack-sysctl.rst"
 	srcLinuxEd  = "Linux net/netfilter/nf_conntrack_core.c (early_drop)"
+	srcLinuxTCP = "Linux net/netfilter/nf_conntrack_proto_tcp.c"
 	srcKube     = "kubernetes pkg/proxy/apis/config/v1alpha1/defaults.go"
 	srcMoby     = "moby issue 31208 (Docker swarm / IPVS)"
 	srcAWSNAT   = "AWS VPC User Guide, NAT gateway troubleshooting and comparison pages"
@@ -101,8 +102,8 @@ var linuxPickup = set("orphan", "pickup", srcLinux+": nf_conntrack_tcp_loose = 1
 var profiles = []Profile{
 	{
 		Name:        "linux-conntrack",
-		Description: "Linux netfilter nf_conntrack defaults: ESTABLISHED kept 5 days, unknown mid-stream packets picked up",
-		Reflects:    "Linux nf_conntrack-sysctl.rst and nf_conntrack_core.c, kernel 6.x (2026)",
+		Description: "Linux netfilter nf_conntrack as the kernel behaves with no ruleset: ESTABLISHED kept 5 days, unknown mid-stream packets picked up, invalid ones passed untracked",
+		Reflects:    "Linux nf_conntrack-sysctl.rst, nf_conntrack_proto_tcp.c and nf_conntrack_core.c, kernel 6.x (2026)",
 		Settings: []Setting{
 			set("timeouts.tcp.syn_sent", "120s", srcLinux+": nf_conntrack_tcp_timeout_syn_sent 120"),
 			set("timeouts.tcp.syn_recv", "60s", srcLinux+": nf_conntrack_tcp_timeout_syn_recv 60"),
@@ -112,16 +113,22 @@ var profiles = []Profile{
 			set("timeouts.tcp.last_ack", "30s", srcLinux+": nf_conntrack_tcp_timeout_last_ack 30"),
 			set("timeouts.tcp.time_wait", "120s", srcLinux+": nf_conntrack_tcp_timeout_time_wait 120"),
 			set("timeouts.tcp.close", "10s", srcLinux+": nf_conntrack_tcp_timeout_close 10"),
-			set("timeouts.udp", "30s", srcLinux+": nf_conntrack_udp_timeout 30 (unreplied)"),
-			set("timeouts.udp_stream", "120s", srcLinux+": nf_conntrack_udp_timeout_stream 120 (180 on older kernels)"),
+			set("timeouts.tcp.unacknowledged", "300s", srcLinux+": nf_conntrack_tcp_timeout_unacknowledged 300"),
+			set("timeouts.tcp.max_retrans", "300s", srcLinux+": nf_conntrack_tcp_timeout_max_retrans 300"),
+			set("tcp_max_retrans", "3", srcLinux+": nf_conntrack_tcp_max_retrans 3"),
+			set("timeouts.udp", "30s", srcLinux+": nf_conntrack_udp_timeout 30 (unreplied, and a flow answered only within its first 2 s)"),
+			set("timeouts.udp_stream", "120s", srcLinux+": nf_conntrack_udp_timeout_stream 120 (180 on older kernels), for a flow still active 2 s after its creation"),
 			set("timeouts.icmp", "30s", srcLinux+": nf_conntrack_icmp_timeout 30"),
 			set("timeouts.generic", "600s", srcLinux+": nf_conntrack_generic_timeout 600"),
 			set("capacity", "262144", srcLinux+": nf_conntrack_max = hash buckets, 262144 above 4 GiB of RAM (65536 above 1 GiB)"),
 			set("on_full", "early-drop", srcLinuxEd+": drop a not-ASSURED entry, else drop the new packet"),
 			linuxPickup,
+			set("invalid", "accept", srcLinuxTCP+": a packet conntrack finds invalid is not dropped by conntrack; with no `ct state invalid drop` rule it passes untracked"),
+			set("decrement_ttl", "true", "Linux net/ipv4/ip_forward.c: ip_decrease_ttl, ICMP time exceeded at TTL 1"),
 		},
 		Notes: []string{
-			"the unacknowledged (300 s) and max_retrans (300 s) timeouts are not modelled",
+			"window checks apply to RSTs only: Linux also marks data and ACKs beyond the peer's window invalid",
+			"bad TCP and UDP checksums (nf_conntrack_checksum = 1) are not checked",
 		},
 	},
 	{
@@ -459,8 +466,12 @@ type Value struct {
 // defaultSource is what `profiles show` says of a value a profile does not set.
 func defaultSource(key string) string {
 	switch {
-	case strings.HasPrefix(key, "timeouts."), key == "capacity", key == "on_full":
+	case strings.HasPrefix(key, "timeouts."), key == "capacity", key == "on_full", key == "tcp_max_retrans":
 		return "not stated for this box: Linux default (nf_conntrack-sysctl.rst)"
+	case key == "invalid":
+		return "not stated for this box: idlegate default, a firewall's `ct state invalid drop`"
+	case key == "decrement_ttl":
+		return "not stated for this box: idlegate default, a router hop (RFC 1812 5.3.1)"
 	case key == "nat.mapping":
 		return "not stated for this box: idlegate default, endpoint-independent (RFC 4787 REQ-1)"
 	case key == "nat.filtering":

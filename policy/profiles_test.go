@@ -24,6 +24,9 @@ var notes = map[string]map[string]string{
 		"on_full":     "early-drop", // early_drop, else drop the new packet
 		"capacity":    "262144",     // 262144 above 4 GiB
 		"nat.enabled": "false",
+		// Not in the notes: Linux nf_conntrack-sysctl.rst and nf_conntrack_proto_tcp.c.
+		"timeouts.tcp.unacknowledged": "300s", "timeouts.tcp.max_retrans": "300s", "tcp_max_retrans": "3",
+		"invalid": "accept", "decrement_ttl": "true",
 	},
 	// "kube-proxy sets tcp established 86400, close_wait 3600"
 	"kube-proxy": {
@@ -121,6 +124,16 @@ func readKey(t *testing.T, p Policy, key string) string {
 		return d(tt.TimeWait)
 	case "timeouts.tcp.close":
 		return d(tt.Close)
+	case "timeouts.tcp.unacknowledged":
+		return d(tt.Unacknowledged)
+	case "timeouts.tcp.max_retrans":
+		return d(tt.MaxRetrans)
+	case "tcp_max_retrans":
+		return itoa(p.TCPMaxRetrans)
+	case "invalid":
+		return p.Invalid.String()
+	case "decrement_ttl":
+		return boolString(p.DecrementTTL)
 	case "timeouts.udp":
 		return d(p.Timeouts.UDP)
 	case "timeouts.udp_stream":

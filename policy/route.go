@@ -40,9 +40,12 @@ type Networks struct {
 	// default route. A packet's address goes to the side of the longest prefix
 	// holding it; a prefix may not be on both sides.
 	Inside, Outside []netip.Prefix
-	// Gateway are the gateway's own addresses, such as the lab's NAT addresses: a
-	// packet from one is a martian, a packet to one has no route (NAT's outside
-	// address, when NAT is on, is the gateway's too, whether listed or not).
+	// Gateway are the gateway's own addresses, such as the lab's 198.18.0.1 and
+	// NAT addresses: a packet from one is a martian, a packet to one has no route
+	// (NAT's outside address, when NAT is on, is the gateway's too, whether listed
+	// or not). The first of each IP family in a side's networks is the gateway's
+	// address on that side as a router hop: the source of the ICMP time exceeded it
+	// sends there (decrement_ttl; hop.go).
 	Gateway []netip.Addr
 }
 
@@ -140,6 +143,9 @@ type routes struct {
 	nat4       uint32
 	nat6       addr128
 	has4, has6 bool
+	// hop is the gateway's address per Side and IP family (0 IPv4, 1 IPv6) as a
+	// router hop; the zero Addr where it has none.
+	hop [2][2]netip.Addr
 }
 
 func compileRoutes(n *Networks, nat *NAT) routes {
@@ -180,12 +186,29 @@ func compileRoutes(n *Networks, nat *NAT) routes {
 			r.own6 = append(r.own6, a128(a))
 		}
 	}
+	hop := func(a netip.Addr) {
+		a = a.Unmap()
+		fam := 0
+		var side Side
+		var ok bool
+		if a.Is4() {
+			side, ok = lookup4(r.v4, a32(a))
+		} else {
+			fam = 1
+			side, ok = lookup6(r.v6, a128(a))
+		}
+		if ok && !r.hop[side][fam].IsValid() {
+			r.hop[side][fam] = a
+		}
+	}
 	for _, a := range n.Gateway {
 		own(a)
+		hop(a)
 	}
 	if nat.Enabled {
 		for _, a := range nat.Outside {
 			own(a)
+			hop(a)
 			if a = a.Unmap(); a.Is4() {
 				r.nat4, r.has4 = a32(a), true
 			} else {
@@ -194,6 +217,15 @@ func compileRoutes(n *Networks, nat *NAT) routes {
 		}
 	}
 	return r
+}
+
+// hopAddr is the gateway's address of IP version v on side, the zero Addr if it has
+// none there.
+func (r *routes) hopAddr(side Side, v uint8) netip.Addr {
+	if v == 4 {
+		return r.hop[side][0]
+	}
+	return r.hop[side][1]
 }
 
 // prefixMask is the mask of the first bits of 128.

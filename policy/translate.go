@@ -11,9 +11,9 @@ import (
 // Address translation of live connections' packets, and of ICMP errors about them.
 
 // translate rewrites a packet of a live connection so that it leaves looking like the
-// inverse of the other direction's tuple: the generic NAT rule. Without NAT both
-// tuples mirror each other and nothing changes.
-func (e *Engine) translate(pkt []byte, p *packet.Info, r *conntrack.Result) bool {
+// inverse of the other direction's tuple: the generic NAT rule, noted in
+// res.Translated. Without NAT both tuples mirror each other and nothing changes.
+func (e *Engine) translate(pkt []byte, p *packet.Info, r *conntrack.Result, res *Result) bool {
 	var want conntrack.Key
 	if r.Dir == conntrack.Original {
 		want = r.Reply.Reply()
@@ -24,6 +24,7 @@ func (e *Engine) translate(pkt []byte, p *packet.Info, r *conntrack.Result) bool
 	if want == have {
 		return true
 	}
+	res.Translated = true
 	if want.Src != have.Src || want.SrcPort != have.SrcPort {
 		if !packet.SetSource(pkt, p, want.SrcAddr(), want.SrcPort) {
 			return false
@@ -95,6 +96,7 @@ func (e *Engine) relatedLocked(pkt []byte, p *packet.Info, dir Dir, now time.Tim
 			res.Verdict, res.Reason = Drop, ReasonNoRoute
 			return
 		}
+		res.Translated = true
 	}
 	res.Verdict, res.Reason = Forward, ReasonRelated
 }

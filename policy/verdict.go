@@ -72,7 +72,7 @@ const (
 	ReasonNew                        // it opened a new connection
 	ReasonPickup                     // it opened a connection mid-stream (orphan: pickup)
 	ReasonRelated                    // an ICMP error about a live connection
-	ReasonInvalid                    // a live connection's packet the state machine finds invalid (forwarded, as Linux does without an INVALID rule)
+	ReasonInvalid                    // what Linux's conntrack calls invalid: forwarded untracked under invalid: accept, else dropped
 	ReasonUntracked                  // a protocol the table does not track, forwarded as is
 	ReasonOrphan                     // no live connection, and it may not open one
 	ReasonTableFull                  // the table is full and on_full refused the new connection
@@ -88,15 +88,17 @@ const (
 	ReasonNoRoute                    // its destination is neither in the other side's networks nor the NAT address (route.go)
 	ReasonMartian                    // an address no router forwards: 0.0.0.0/8, a broadcast, the gateway's own as source (route.go)
 	ReasonBadChecksum                // a wrong IPv4 header checksum (Linux ip_rcv drops it before routing)
+	ReasonTTLExceeded                // its TTL / Hop Limit ran out: ICMP time exceeded sent back (decrement_ttl)
 
 	// NumReasons is the number of reasons, the length of Stats.Reasons.
-	NumReasons = 20
+	NumReasons = 21
 )
 
 var reasonNames = [NumReasons]string{
 	"tracked", "new", "pickup", "related", "invalid", "untracked", "orphan", "table-full",
 	"source-limit", "nat-no-mapping", "nat-filtered", "nat-no-address", "nat-no-ports",
 	"malformed", "fragment", "not-forwarded", "spoofed", "no-route", "martian", "bad-checksum",
+	"ttl-exceeded",
 }
 
 func (r Reason) String() string { return enumName(reasonNames[:], int(r)) }
@@ -121,8 +123,10 @@ type Result struct {
 	Verdict Verdict
 	Reason  Reason
 	// Packet is the packet to forward when Verdict is Forward: the input slice,
-	// rewritten in place under NAT.
+	// rewritten in place under NAT, its TTL decremented (decrement_ttl).
 	Packet []byte
+	// Translated: NAT rewrote Packet's addresses or ports (the TTL decrement aside).
+	Translated bool
 	// Inject are packets to write, in order.
 	Inject []Injected
 	// Conn is the connection table's outcome (zero for untracked packets).
@@ -135,7 +139,7 @@ type Result struct {
 }
 
 func (r *Result) reset() {
-	r.Verdict, r.Reason, r.Packet = Drop, ReasonMalformed, nil
+	r.Verdict, r.Reason, r.Packet, r.Translated = Drop, ReasonMalformed, nil, false
 	r.Inject = r.injects[:0]
 	r.Conn = conntrack.Result{}
 }

@@ -206,13 +206,39 @@ func TestReplayEviction(t *testing.T) {
 	if note := r.Profiles[0].Flows[1].Note; !strings.Contains(note, "forgotten after its last packet (evicted") {
 		t.Errorf("DNS flow 1 note %q", note)
 	}
+	// Linux assures a UDP flow only when it is still active 2 s after its creation
+	// (nf_conntrack_udp_packet): a lookup answered at once never is, so early drop
+	// always finds one to make room, and every lookup gets through; the oldest are
+	// forgotten after their last packet. X, assured, is never chosen.
 	checkFlow(t, r, "linux-conntrack", 1, want{outcome: Survived})
-	for i, f := 0, 2; f <= 11; i, f = i+1, f+1 {
-		w := want{outcome: Survived}
-		if i >= 7 { // X and 7 lookups fill the table; all are assured
-			w = want{outcome: Dropped, packet: dns[i], reason: "table-full"}
-		}
-		checkFlow(t, r, "linux-conntrack", f, w)
+	for f := 2; f <= 11; f++ {
+		checkFlow(t, r, "linux-conntrack", f, want{outcome: Survived})
+	}
+	if note := r.Profiles[1].Flows[1].Note; !strings.Contains(note, "forgotten after its last packet (evicted") {
+		t.Errorf("linux-conntrack DNS flow 1 note %q", note)
+	}
+	_ = dns
+}
+
+// TestReplayEarlyDropFull: when every entry is assured (UDP flows still active 2 s
+// after their creation, with replies), early drop finds no victim and the new flow
+// is dropped, table-full, as Linux logs "table full, dropping packet".
+func TestReplayEarlyDropFull(t *testing.T) {
+	c := newCapture(t)
+	var first []int
+	for i := range 10 {
+		at := time.Duration(3*i) * s
+		q := ap(client4, uint16(50000+i))
+		first = append(first, c.add(at, udpPkt(t, q, ap(server4, 53), "query")))
+		c.add(at+time.Millisecond, udpPkt(t, ap(server4, 53), q, "answer"))
+		c.add(at+2500*time.Millisecond, udpPkt(t, q, ap(server4, 53), "again")) // a stream now: assured
+	}
+	r := run(t, c.pcap(layers.LinkTypeEthernet), Options{Profiles: []Profile{profile(t, "linux-conntrack", "capacity", "8")}})
+	for f := 1; f <= 8; f++ {
+		checkFlow(t, r, "linux-conntrack", f, want{outcome: Survived})
+	}
+	for f := 9; f <= 10; f++ {
+		checkFlow(t, r, "linux-conntrack", f, want{outcome: Dropped, packet: first[f-1], reason: "table-full"})
 	}
 }
 

@@ -96,14 +96,16 @@ func newViewBuilder(v *View, start time.Time, capacity int) *viewBuilder {
 
 func (b *viewBuilder) off(t time.Time) time.Duration { return t.Sub(b.start) }
 
-// stateName names an entry's state as conntrack -L does: the TCP state, or for
-// other protocols whether a reply was seen.
-func stateName(proto uint8, st conntrack.TCPState, assured bool) string {
+// stateName names an entry's state as ct list does: the TCP state, or for other
+// protocols ASSURED, UNREPLIED, or REPLIED (answered, not yet a stream).
+func stateName(ev *policy.Event) string {
 	switch {
-	case proto == conntrack.ProtoTCP:
-		return st.String()
-	case assured:
+	case ev.Proto == conntrack.ProtoTCP:
+		return ev.State.String()
+	case ev.Assured:
 		return "ASSURED"
+	case ev.Replied:
+		return "REPLIED"
 	}
 	return "UNREPLIED"
 }
@@ -119,7 +121,7 @@ func (b *viewBuilder) event(ev *policy.Event, flow int) {
 		if !ok {
 			return
 		}
-		st := stateName(ev.Proto, ev.State, ev.Assured)
+		st := stateName(ev)
 		cs := &b.cs[i]
 		if st == cs.state && ev.Timeout == cs.timeout {
 			return
@@ -147,7 +149,7 @@ func (b *viewBuilder) newConn(ev *policy.Event, flow int) {
 		b.last[k] = i
 	}
 	b.alive++
-	b.setState(i, ev.Time, stateName(ev.Proto, ev.State, ev.Assured), ev.Timeout)
+	b.setState(i, ev.Time, stateName(ev), ev.Timeout)
 }
 
 // setState closes the connection's current state span at t and opens one in st.

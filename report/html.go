@@ -524,7 +524,8 @@ const (
 var stateColours = map[string]string{
 	"SYN_SENT": "#8fb8de", "SYN_RECV": "#5b9bd5", "ESTABLISHED": "#2e9d4f", "FIN_WAIT": "#f4a259",
 	"CLOSE_WAIT": "#ee8434", "LAST_ACK": "#d8572a", "TIME_WAIT": "#8d78c2", "CLOSE": "#9aa3b0",
-	"SYN_SENT2": "#a9c8e8", "UNREPLIED": "#e9b44c", "ASSURED": "#2e9d4f", "NONE": "#c0c6cf",
+	"SYN_SENT2": "#a9c8e8", "UNREPLIED": "#e9b44c", "REPLIED": "#9cc66b", "ASSURED": "#2e9d4f",
+	"NONE": "#c0c6cf",
 }
 
 func stateColour(s string) string {

@@ -209,7 +209,7 @@ type Conn struct {
 // StateSpan is a stretch of time in one state, with that state's idle timeout.
 type StateSpan struct {
 	From, To time.Duration
-	State    string // "SYN_SENT", "ESTABLISHED", "TIME_WAIT", ...; UDP "UNREPLIED" / "ASSURED"
+	State    string // "SYN_SENT", "ESTABLISHED", "TIME_WAIT", ...; UDP "UNREPLIED" / "REPLIED" / "ASSURED"
 	Timeout  time.Duration
 }
 

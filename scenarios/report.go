@@ -183,7 +183,7 @@ func PolicySummary(profile string, scale float64, p policy.Policy) string {
 		if head != "" {
 			return strings.TrimSuffix(head, ": ")
 		}
-		return "Linux defaults"
+		return "the defaults (a Linux stateful firewall)"
 	}
 	return head + strings.Join(diff, " ")
 }

@@ -124,8 +124,9 @@ func newCtListCmd() *cobra.Command {
 		Use:   "list [FILTER]",
 		Short: "List tracked connections: id, state, status, time left, both tuples",
 		Long: `List the connections the filter picks (all without one), as conntrack -L does: id, protocol,
-TCP state, ASSURED or UNREPLIED, the time left before the idle timeout fires (with the real
-value on a scaled lab), the original and reply tuples (ICMP as type=8 code=0 id=N). -o wide
+TCP state, ASSURED or UNREPLIED (or REPLIED: a UDP or ICMP flow answered, not yet assured),
+the time left before the idle timeout fires (with the real value on a scaled lab), the
+original and reply tuples (ICMP as type=8 code=0 id=N). -o wide
 adds NAT, packet and byte counters each way, idle time and when the idle timer last
 restarted. --watch lists again every --interval until Ctrl-C.`,
 		Example: `  sudo idlegate ct list

@@ -62,12 +62,14 @@ func newLabUpCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Create the lab and run its gateway",
-		Long: `Create NAME-client and NAME-server and run the gateway between them with the policy
-(Linux netfilter defaults unless --profile, --config or --set say otherwise). Without
---detach the gateway runs in the foreground until Ctrl-C and prints the event stream
-(NEW, UPDATE, DESTROY, as ct events does) unless --quiet; with it, in the background, with
-its pid file, log and control socket in /run/idlegate/NAME. Leftovers of a killed gateway of
-the same name are removed first.
+		Long: `Create NAME-client and NAME-server and run the gateway between them with the policy:
+unless --profile, --config or --set say otherwise, a Linux stateful firewall (nf_conntrack's
+timeouts and state machine; orphans and invalid packets dropped, where the kernel with no
+ruleset picks them up or passes them: --profile linux-conntrack is that). The summary says
+where the policy differs from the kernel. Without --detach the gateway runs in the
+foreground until Ctrl-C and prints the event stream (NEW, UPDATE, DESTROY, as ct events
+does) unless --quiet; with it, in the background, with its pid file, log and control socket
+in /run/idlegate/NAME. Leftovers of a killed gateway of the same name are removed first.
 
 --metrics ADDR also serves GET /metrics (only that) over TCP, for a stock Prometheus; the
 control API stays on its root-only unix socket. The gateway's log records every change made
@@ -318,11 +320,36 @@ func printLabSummary(w io.Writer, name, runDir string, pol policy.Policy, scale 
 		fmt.Fprintf(w, "  time scale %g: every timeout runs scaled (udp %s, udp_stream %s)\n", scale,
 			policy.FormatScaled(time.Duration(pol.Timeouts.UDP), scale), policy.FormatScaled(time.Duration(pol.Timeouts.UDPStream), scale))
 	}
+	printKernelDifferences(w, pol)
 	fmt.Fprintf(w, "  run dir %s\n", runDir)
 	if metrics != "" {
 		fmt.Fprintf(w, "  metrics http://%s/metrics\n", metrics)
 	}
 	fmt.Fprintf(w, "  try: idlegate lab exec --name %s client -- ping -c1 %s\n", name, lab.ServerAddr4)
+}
+
+// printKernelDifferences says where pol is not what Linux's nf_conntrack does with no
+// ruleset, and why when it is idlegate's default: the default models a stateful
+// firewall, and --profile linux-conntrack gives the kernel's own behaviour.
+func printKernelDifferences(w io.Writer, pol policy.Policy) {
+	d := pol.KernelDifferences()
+	if len(d) == 0 {
+		fmt.Fprintln(w, "  vs Linux behaves as nf_conntrack with no ruleset (the linux-conntrack profile)")
+		return
+	}
+	fmt.Fprintln(w, "  vs Linux differs from nf_conntrack with no ruleset (--profile linux-conntrack) in:")
+	const show = 4
+	for i, x := range d {
+		if i == show {
+			fmt.Fprintf(w, "           and %d more keys (idlegate profiles show linux-conntrack)\n", len(d)-show)
+			break
+		}
+		line := fmt.Sprintf("           %s %s (kernel %s)", x.Key, x.Value, x.Kernel)
+		if x.Why != "" {
+			line += ": " + x.Why
+		}
+		fmt.Fprintln(w, line)
+	}
 }
 
 func newLabDownCmd() *cobra.Command {

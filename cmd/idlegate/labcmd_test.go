@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/idlegate/idlegate/capture"
 	"github.com/idlegate/idlegate/lab"
+	"github.com/idlegate/idlegate/policy"
 	"github.com/idlegate/idlegate/tun"
 )
 
@@ -76,5 +78,25 @@ func TestDemoBadName(t *testing.T) {
 	}
 	if def := newDemoCmd().Flags().Lookup("name").DefValue; def != "idlegate-demo" {
 		t.Errorf("demo --name defaults to %q, want idlegate-demo", def)
+	}
+}
+
+// TestLabSummarySaysWhereItIsNotLinux: lab up says which defaults differ from the
+// kernel's own behaviour and why (issue 15, point 6).
+func TestLabSummarySaysWhereItIsNotLinux(t *testing.T) {
+	var b bytes.Buffer
+	printLabSummary(&b, "x", "/run/idlegate/x", policy.Default(), 1, "")
+	out := b.String()
+	for _, want := range []string{"orphan drop (kernel pickup)", "invalid drop (kernel accept)",
+		"nf_conntrack_tcp_loose=1", "ct state invalid", "--profile linux-conntrack"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	p, _ := policy.ProfilePolicy("linux-conntrack")
+	b.Reset()
+	printLabSummary(&b, "x", "/run/idlegate/x", p, 1, "")
+	if !strings.Contains(b.String(), "behaves as nf_conntrack with no ruleset") {
+		t.Errorf("linux-conntrack summary:\n%s", b.String())
 	}
 }
