@@ -65,6 +65,14 @@ func newName() string { return fmt.Sprintf("igt%d-%d", os.Getpid(), labSeq.Add(1
 // before it removes the lab.
 func New(t testing.TB, opts ...Option) *Lab {
 	t.Helper()
+	return forTest(t, func() (*Lab, error) { return Start(opts...) })
+}
+
+// forTest starts a lab or wedge with start for test t and closes it when the test
+// ends: a machine that cannot run one skips t, except in CI, where it fails t; a
+// test that failed gets the table and the last events in its log.
+func forTest(t testing.TB, start func() (*Lab, error)) *Lab {
+	t.Helper()
 	if err := lab.CheckHost(); err != nil {
 		msg := hostMessage(err)
 		if os.Getenv("CI") == "true" {
@@ -72,7 +80,7 @@ func New(t testing.TB, opts ...Option) *Lab {
 		}
 		t.Skipf("%s (with CI=true this fails instead)", msg)
 	}
-	l, err := Start(opts...)
+	l, err := start()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"testing"
 
 	"github.com/idlegate/idlegate/gateway"
@@ -33,26 +32,7 @@ import (
 // skips t on a machine that cannot run a gateway, and fails t instead in CI.
 func Wedge(t testing.TB, a, b string, opts ...Option) *Lab {
 	t.Helper()
-	if err := lab.CheckHost(); err != nil {
-		msg := hostMessage(err)
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s; CI=true, so this test fails instead of skipping", msg)
-		}
-		t.Skipf("%s (with CI=true this fails instead)", msg)
-	}
-	l, err := StartWedge(a, b, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			l.logState(t)
-		}
-		if err := l.Close(); err != nil {
-			t.Errorf("idlegatetest: %v", err)
-		}
-	})
-	return l
+	return forTest(t, func() (*Lab, error) { return StartWedge(a, b, opts...) })
 }
 
 // StartWedge is Wedge outside a test; the caller must Close the Lab, which takes the
