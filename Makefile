@@ -68,7 +68,7 @@ fuzz:
 		cat $$out; \
 		if [ $$rc -ne 0 ]; then \
 			if grep -q '^    context deadline exceeded$$' $$out && ! grep -q 'Failing input written' $$out; then \
-				echo "fuzz $$name: ran its $(FUZZTIME) and wrote no failing input; go test's 'context deadline exceeded' at the end is the Go 1.26 fuzz coordinator race golang/go#75804 (fixed in Go 1.27), not a crasher"; \
+				echo "fuzz $$name: ran its $(FUZZTIME) and wrote no failing input; go test's 'context deadline exceeded' at the end is the Go 1.26 fuzz coordinator race golang/go#75804, not a crasher"; \
 			else rm -f $$out; exit $$rc; fi; \
 		fi; \
 		rm -f $$out; \
