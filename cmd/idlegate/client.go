@@ -42,6 +42,19 @@ func (c *labClient) ctx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), requestTimeout)
 }
 
+// ask dials lab name and makes one request of it, fn, within requestTimeout: the
+// whole of most verbs' talk with the lab.
+func ask[T any](name string, fn func(ctx context.Context, cl *labClient) (T, error)) (T, error) {
+	cl, err := dialLab(name)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	ctx, cancel := cl.ctx()
+	defer cancel()
+	return fn(ctx, cl)
+}
+
 // do sends one request to path (which may carry a query) with a JSON body (if not
 // nil) and decodes the JSON answer into out; an io.Writer out gets the answer as it
 // is. It is for routes the control package has no method for.

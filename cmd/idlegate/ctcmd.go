@@ -354,13 +354,7 @@ func newCtCountCmd() *cobra.Command {
 			if err := checkFilter(f, ""); err != nil {
 				return err
 			}
-			cl, err := dialLab(name)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cl.ctx()
-			defer cancel()
-			n, err := cl.Count(ctx, f)
+			n, err := ask(name, func(ctx context.Context, cl *labClient) (int, error) { return cl.Count(ctx, f) })
 			if err != nil {
 				return err
 			}
@@ -512,13 +506,7 @@ func newCtFlushCmd() *cobra.Command {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			cl, err := dialLab(name)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cl.ctx()
-			defer cancel()
-			n, err := cl.Flush(ctx)
+			n, err := ask(name, func(ctx context.Context, cl *labClient) (int, error) { return cl.Flush(ctx) })
 			if err != nil {
 				return err
 			}
@@ -548,13 +536,7 @@ devices. -o json keys every counter by name (snake_case), never by position.`,
 			if err := checkOutputOf(out, "text", "json", "yaml"); err != nil {
 				return err
 			}
-			cl, err := dialLab(name)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cl.ctx()
-			defer cancel()
-			st, err := cl.Stats(ctx)
+			st, err := ask(name, func(ctx context.Context, cl *labClient) (control.Stats, error) { return cl.Stats(ctx) })
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -54,14 +55,10 @@ go with it.`,
 			if err := f.CheckPacket(); err != nil {
 				return usageError{err}
 			}
-			cl, err := dialLab(name)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cl.ctx()
-			defer cancel()
 			path := absPath(args[0])
-			ans, err := cl.StartPcap(ctx, path, force, f)
+			ans, err := ask(name, func(ctx context.Context, cl *labClient) (control.PcapAnswer, error) {
+				return cl.StartPcap(ctx, path, force, f)
+			})
 			if err != nil {
 				return err
 			}
@@ -90,13 +87,7 @@ func newPcapStopCmd() *cobra.Command {
 		Example: "  sudo idlegate pcap stop",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cl, err := dialLab(name)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cl.ctx()
-			defer cancel()
-			ans, err := cl.StopPcap(ctx)
+			ans, err := ask(name, func(ctx context.Context, cl *labClient) (control.PcapAnswer, error) { return cl.StopPcap(ctx) })
 			if err != nil {
 				return err
 			}
@@ -126,13 +117,7 @@ func newPcapStatusCmd() *cobra.Command {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			cl, err := dialLab(name)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cl.ctx()
-			defer cancel()
-			p, err := cl.Pcap(ctx)
+			p, err := ask(name, func(ctx context.Context, cl *labClient) (control.PcapInfo, error) { return cl.Pcap(ctx) })
 			if err != nil {
 				return err
 			}

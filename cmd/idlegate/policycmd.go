@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -38,13 +39,7 @@ gateway runs each one times the scale. -o json prints {"profile", "time_scale", 
 			if err := checkOutputOf(out, "text", "json", "yaml"); err != nil {
 				return err
 			}
-			cl, err := dialLab(name)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cl.ctx()
-			defer cancel()
-			l, err := cl.Lab(ctx)
+			l, err := ask(name, func(ctx context.Context, cl *labClient) (control.Lab, error) { return cl.Lab(ctx) })
 			if err != nil {
 				return err
 			}
@@ -96,13 +91,9 @@ capacity and nat cannot change while the gateway runs.`,
 					return usagef("%q is not KEY=VALUE, e.g. timeouts.tcp.established=10s", kv)
 				}
 			}
-			cl, err := dialLab(name)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := cl.ctx()
-			defer cancel()
-			v, err := cl.SetPolicy(ctx, args...)
+			v, err := ask(name, func(ctx context.Context, cl *labClient) (control.PolicyView, error) {
+				return cl.SetPolicy(ctx, args...)
+			})
 			if err != nil {
 				return err
 			}
